@@ -22,6 +22,11 @@ struct AttentionEnv {
   std::function<void*(size_t bytes)> scratch;
 };
 
+// All calls enqueue on env.stream (save/load synchronise it) and must come from one thread at
+// a time; a state may be destroyed on any thread (it synchronises the device first, then gives
+// its KV pages back to a pool the states share). Each op asks env.scratch once per call.
+// Head dims 16, 32, 64 and 128 are supported (Code::Unsupported otherwise); a sequence longer
+// than max_position_embeddings is refused with Code::Capacity.
 class CudaAttention {
  public:
   // Allocates nothing per sequence yet; kv_page_tokens is the page size of the KV cache.
