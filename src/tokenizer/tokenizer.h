@@ -33,8 +33,14 @@ class Tokenizer {
   // Throws Code::InvalidArgument for an id out of range.
   virtual std::string token_bytes(int32_t id) const = 0;
 
-  // ids -> text (concatenated token_bytes, with the tokenizer's decoding rules such as
-  // sentencepiece's leading-space handling); invalid UTF-8 is replaced with U+FFFD.
+  // The bytes token `id` contributes when it is the first token of an output. Sentencepiece
+  // models that add a dummy "▁" prefix while encoding drop it again here (as sentencepiece's
+  // own decoder does): a first piece "▁Hello" yields "Hello". Everything else: token_bytes.
+  virtual std::string token_bytes_at_start(int32_t id) const { return token_bytes(id); }
+
+  // ids -> text: token_bytes_at_start(ids[0]) followed by token_bytes of the rest, with
+  // ill-formed UTF-8 replaced by U+FFFD (one per maximal ill-formed subsequence, as Python's
+  // errors="replace" does). Throws Code::InvalidArgument for an id out of range.
   virtual std::string decode(const std::vector<int32_t>& ids) const = 0;
 
   // Id of a token given its exact text (special or ordinary piece); -1 if none.
@@ -53,9 +59,13 @@ class Tokenizer {
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
-  // Adds one token; returns the newly completed text (possibly empty).
+  // Adds one token; returns the newly completed text (possibly empty). Bytes that can no
+  // longer become a valid character are returned as U+FFFD right away. The concatenation of
+  // all deltas and flush() equals tok.decode(ids). Throws Code::InvalidArgument for a bad id
+  // (the decoder is then unchanged).
   std::string push(int32_t id);
-  // End of stream: returns what is held back, invalid bytes replaced with U+FFFD.
+  // End of stream: returns what is held back, an incomplete character as U+FFFD. The decoder
+  // then starts a new stream.
   std::string flush();
 
  private:
@@ -75,7 +85,18 @@ struct ChatFormat {
   // messages_json: [{"role":"system"|"user"|"assistant","content": "text" or
   // [{"type":"text","text":"..."}]}, ...]. Throws Code::InvalidArgument / Code::Format with a
   // clear message for malformed JSON, unknown roles or non-text content.
+  //
+  // M1 follows the chat_template of the M1 release: <begin_of_document> first, all system
+  // texts joined into one system turn, then the turns in order. It also takes the role "tool"
+  // (content: [{"name": "...", "text": "..."}, ...]). Where a message has several text parts
+  // they are joined (the release template reads only the first part of system and user
+  // messages). Text-01 writes every message, system included, as its own turn in order.
   std::string apply(const std::string& messages_json, bool add_generation_prompt) const;
+  // The same with tool definitions (a JSON array, each written into M1's tools block as
+  // transformers' tojson would: key order kept, ", " and ": " separators). An empty
+  // tools_json means no tools. Text-01 has no tools block: tools there are InvalidArgument.
+  std::string apply(const std::string& messages_json, bool add_generation_prompt,
+                    const std::string& tools_json) const;
 };
 
 }  // namespace mmx
