@@ -44,11 +44,15 @@ class SafetensorsFile {
 
 // All tensors of a model directory: either `model.safetensors.index.json` (weight_map name ->
 // shard file; shard names must stay inside the directory; every listed tensor must exist in
-// the shard it names) or, without an index, every `*.safetensors` file in the directory
-// (a tensor name in two files is an error).
+// the shard it names) or, without an index, `model.safetensors` when it exists (the usual single
+// file; other *.safetensors beside it, e.g. reference outputs, are not model tensors), else every
+// `*.safetensors` file in the directory (a tensor name in two files is an error).
 class TensorStore {
  public:
   static std::unique_ptr<TensorStore> open_dir(const std::string& dir);
+  // A store over tensors that live elsewhere (memory owned by the caller, or data == nullptr
+  // for shape-only models). Names must be unique; nothing is validated beyond that.
+  static std::unique_ptr<TensorStore> from_tensors(std::vector<TensorInfo> tensors);
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
   const TensorInfo& get(const std::string& name) const;   // throws Code::NotFound naming it
   std::vector<std::string> names() const;                 // sorted
@@ -57,6 +61,7 @@ class TensorStore {
  private:
   std::string dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::vector<std::unique_ptr<TensorInfo>> loose_;  // from_tensors
   std::map<std::string, const TensorInfo*> index_;
 };
 

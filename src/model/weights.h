@@ -15,7 +15,9 @@ namespace mmx {
 // A 1-D or 2-D weight [rows, cols] (1-D: rows = 1) in its on-disk dtype. For the fused expert
 // spelling this is a view into the fused tensor. `id` is a dense index (0..count-1) assigned
 // by the mapping so backends can keep their own converted copy in a vector.
-// Quantised (I8) weights carry per-output-row fp32/bf16 scales in `scale` (rows values).
+// Quantised (I8) weights carry per-output-row fp32/bf16 scales in `scale` (rows values). On disk
+// an int8 weight "<x>.weight" [rows, cols] comes with "<x>.weight_scale" F32/BF16 [rows]
+// (w = q * scale); any 2-D weight may be int8, the fused 3-D expert tensors may not.
 struct WeightRef {
   int id = -1;
   std::string name;
