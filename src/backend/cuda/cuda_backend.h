@@ -1,0 +1,111 @@
+// CudaBackend: the Backend ops on one NVIDIA GPU (sm_80 or newer). Activations are bf16 on
+// the device; weights follow model-spec §8 (W8A16 by default, or bf16); attention and the
+// sequence states are CudaAttention's (attention.h). Everything runs on one stream, so ops
+// are ordered without further synchronisation; the calls that return data to the host
+// (download, logits) and large-batch MoE synchronise.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/attention.h"
+#include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/cuda_weights.h"
+#include "backend/cuda/device_memory.h"
+#include "backend/cuda/lt_gemm.h"
+
+namespace mmx {
+
+std::unique_ptr<Backend> create_cuda_backend(const BackendOptions& opts);
+int cuda_device_count_impl();
+
+namespace cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const BackendOptions& opts);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda"; }
+  void prepare(const Model& model) override;
+
+  std::unique_ptr<SeqState> new_state() override;
+  std::unique_ptr<SeqState> clone_state(const SeqState& s) override;
+  uint64_t state_bytes(int64_t tokens) const override;
+  void save_state(const SeqState& s, std::vector<uint8_t>* out) const override;
+  std::unique_ptr<SeqState> load_state(const uint8_t* data, size_t size) override;
+
+  void begin_step() override;
+  Act alloc(int64_t rows, int64_t cols) override;
+  void upload(const float* src, Act dst) override;
+  void download(Act src, float* dst) override;
+
+  void embed(const std::vector<int32_t>& tokens, Act out) override;
+  void rms_norm(Act x, const WeightRef& w, double eps, Act out) override;
+  void linear(Act x, const WeightRef& w, Act out) override;
+  void silu(Act x) override;
+  void sigmoid_mul(Act gate, Act x) override;
+  void scale_add(Act h, double alpha, Act a, double beta, Act out) override;
+  void lightning_attention(int layer, Act qkv, const StepBatch& batch, Act out) override;
+  void softmax_attention(int layer, Act q, Act k, Act v, const StepBatch& batch, Act out) override;
+  void moe(const LayerWeights& lw, Act x, Act out) override;
+  void logits(Act x, const std::vector<int32_t>& rows, float* out) override;
+
+  // For benchmarks and tests.
+  cudaStream_t stream() const { return stream_; }
+  int device() const { return device_; }
+  bool int8_weights() const { return int8_; }
+  const MemoryBudget& memory() const { return budget_; }
+  uint64_t weight_bytes() const { return weights_ ? weights_->bytes() : 0; }
+
+  // Where the kernels switch, by tokens in the op. MoE: up to moe_gemv_max_tokens the grouped
+  // GEMV, then (int8 weights) up to moe_mma_max_tokens the grouped tensor-core kernel, both
+  // without host synchronisation; above, per-expert GEMMs (one synchronisation per layer).
+  // Linear layers: see LinearRunner. Adjustable for benchmarks and tests.
+  struct Tuning {
+    int64_t moe_gemv_max_tokens = 64;
+    int64_t moe_mma_max_tokens = 2048;
+  };
+  Tuning& tuning() { return tuning_; }
+  LinearRunner& linear_runner() { return *linear_; }
+  const DeviceWeights& device_weights() const {
+    require_prepared("device_weights");
+    return *weights_;
+  }
+
+ private:
+  void require_prepared(const char* op) const;
+  void make_current() const;  // the calling thread's current device := ours
+  int64_t layer_index(const LayerWeights& lw) const;
+  void moe_grouped_gemv(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
+                        const int32_t* offsets, const int32_t* sorted_token,
+                        const int32_t* active, const int32_t* active_count,
+                        __nv_bfloat16* ys);
+  void moe_grouped_mma(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
+                       const int32_t* offsets, const int32_t* sorted_token, __nv_bfloat16* ys);
+  void moe_expert_gemms(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
+                        const int32_t* offsets, const int32_t* sorted_token, __nv_bfloat16* ys);
+
+  int device_ = 0;
+  int sm_count_ = 1;
+  bool int8_ = true;
+  Tuning tuning_;
+  cudaStream_t stream_ = nullptr;
+  MemoryBudget budget_;
+  DeviceBuffer lt_workspace_;
+  std::unique_ptr<LtGemm> lt_;
+  std::unique_ptr<DeviceArena> acts_;     // step activations, reset by begin_step()
+  std::unique_ptr<DeviceArena> scratch_;  // one op's temporaries, reset at each op
+  std::unique_ptr<LinearRunner> linear_;
+  PinnedStaging staging_;
+  const Model* model_ = nullptr;
+  ModelConfig config_;
+  std::unique_ptr<DeviceWeights> weights_;
+  std::unique_ptr<CudaAttention> attention_;
+};
+
+}  // namespace cuda
+}  // namespace mmx
