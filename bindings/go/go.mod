@@ -1,0 +1,3 @@
+module minimax
+
+go 1.19
