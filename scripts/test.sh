@@ -11,6 +11,10 @@ build=${MMX_BUILD_DIR:-build}
 jobs=$(nproc)
 
 scripts/deps.sh
+# All tests means the Rust, Go and C# bindings too: install their toolchains and make a
+# missing one a failure rather than a skip.
+scripts/deps-bindings.sh
+export MMX_REQUIRE_BINDINGS=${MMX_REQUIRE_BINDINGS:-1}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "$@"
 cmake --build "$build" -j "$jobs"
 cd "$build"

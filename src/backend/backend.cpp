@@ -26,6 +26,19 @@ std::unique_ptr<Backend> create_backend(const BackendOptions& opts) {
   fail(Code::InvalidArgument, "unknown backend kind \"" + opts.kind + "\" (expected \"cpu\" or \"cuda\")");
 }
 
+void Backend::set_shard(const Shard& shard, Communicator* comm) {
+  MMX_CHECK(shard.world == 1, Code::Unsupported,
+            "the " + name() + " backend does not support sharding (world " + std::to_string(shard.world) + ")");
+}
+
+void Backend::all_reduce_sum(Act) {
+  fail(Code::Unsupported, "the " + name() + " backend does not support sharding (all_reduce_sum)");
+}
+
+void Backend::rms_norm_split(Act, const WeightRef&, double, Act) {
+  fail(Code::Unsupported, "the " + name() + " backend does not support sharding (rms_norm_split)");
+}
+
 int cuda_device_count() {
 #ifdef MINIMAX_HAVE_CUDA
   return cuda_device_count_impl();

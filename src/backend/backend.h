@@ -8,9 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "backend/shard.h"
 #include "model/model.h"
 
 namespace mmx {
+
+class Communicator;
 
 // An activation buffer owned by the backend (host memory for CPU, device memory for CUDA),
 // row-major [rows, cols]. The element type is the backend's choice (CPU: fp32; CUDA: bf16 or
@@ -108,6 +111,22 @@ class Backend {
   // fp32 logits of the listed rows of x (already final-normed) into host memory,
   // out[i * V + v] for i over rows.
   virtual void logits(Act x, const std::vector<int32_t>& rows, float* out) = 0;
+
+  // ---- sharding (docs/multi-gpu.md): one backend per rank, each holding its slice of the
+  // weights (shard.h). A backend without sharding support keeps these defaults, which accept
+  // only world == 1 and otherwise throw Code::Unsupported.
+  // Before prepare(): this backend is rank shard.rank of shard.world and runs its collectives
+  // through `comm` (same rank and world; outlives the backend). prepare() then takes only the
+  // rank's weight blocks, and the ops work on the rank's heads and experts: the forward pass
+  // sizes the attention activations by ShardPlan::heads / kv_heads.
+  virtual void set_shard(const Shard& shard, Communicator* comm);
+  virtual Shard shard() const { return Shard{}; }
+  // x := sum of x over the ranks (row-parallel projections, the MoE's partial sums).
+  virtual void all_reduce_sum(Act x);
+  // rms_norm over rows whose columns are split among the ranks: x holds this rank's columns
+  // and the weight's slice is the rank's block; the mean of squares runs over all w.numel()
+  // columns of every rank (the lightning output norm under tensor parallelism).
+  virtual void rms_norm_split(Act x, const WeightRef& w, double eps, Act out);
 };
 
 // Creates the backend named by opts.kind. Throws Code::Unsupported for "cuda" in a build

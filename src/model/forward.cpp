@@ -21,7 +21,11 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
   for (int32_t r : logit_rows)
     MMX_CHECK(r >= 0 && r < T, Code::Internal, "forward: logit row out of range");
 
-  const int64_t H = c.hidden, nh = c.heads, d = c.head_dim, nkv = c.kv_heads;
+  // Under sharding this rank runs heads [head0, head0 + nh) and its share of the experts;
+  // the sublayers whose outputs are partial sums get an all-reduce (docs/multi-gpu.md).
+  // Unsharded, nh and nkv are the config's and no collective runs.
+  const ShardPlan plan = ShardPlan::make(c, be_.shard());
+  const int64_t H = c.hidden, nh = plan.heads, d = c.head_dim, nkv = plan.kv_heads;
   be_.begin_step();
   Act x = be_.alloc(T, H);
   Act h = be_.alloc(T, H);
@@ -40,10 +44,15 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
       be_.linear(h, lw.qkv, qkv);
       be_.silu(qkv);
       be_.lightning_attention(int(i), qkv, batch, o);
-      be_.rms_norm(o, lw.attn_norm, c.lightning_norm_eps, o);
+      // The output norm runs over all heads at once, so split heads share its statistic.
+      if (plan.attention_split())
+        be_.rms_norm_split(o, lw.attn_norm, c.lightning_norm_eps, o);
+      else
+        be_.rms_norm(o, lw.attn_norm, c.lightning_norm_eps, o);
       be_.linear(h, lw.out_gate, gate);
       be_.sigmoid_mul(gate, o);
       be_.linear(o, lw.out_proj, a);
+      if (plan.attention_split()) be_.all_reduce_sum(a);
       alpha = c.lightning_alpha;
       beta = c.lightning_beta;
     } else {
@@ -56,12 +65,14 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
       be_.linear(h, lw.v, v);
       be_.softmax_attention(int(i), q, k, v, batch, o);
       be_.linear(o, lw.o, a);
+      if (plan.attention_split()) be_.all_reduce_sum(a);
       alpha = c.full_alpha;
       beta = c.full_beta;
     }
     be_.scale_add(h, alpha, a, beta, x);
     be_.rms_norm(x, lw.post_norm, c.rms_eps, h);
     be_.moe(lw, h, a);
+    if (plan.moe_split()) be_.all_reduce_sum(a);
     be_.scale_add(h, c.mlp_alpha, a, c.mlp_beta, x);
   }
 

@@ -8,6 +8,8 @@
 
 namespace mmx {
 
+// Sharded (multi-GPU) runs need nothing more here: each rank builds a Forward over its own
+// backend, which knows its Shard (Backend::set_shard), and all ranks run the same steps.
 class Forward {
  public:
   Forward(const Model& model, Backend& backend) : model_(model), be_(backend) {}

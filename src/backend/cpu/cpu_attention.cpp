@@ -40,7 +40,7 @@ void CpuBackend::check_layer(int layer, LayerKind kind, const char* op) const {
 
 void CpuBackend::lightning_attention(int layer, Act qkv, const StepBatch& batch, Act out) {
   check_layer(layer, LayerKind::Lightning, "lightning_attention");
-  const int64_t nh = config_.heads, d = config_.head_dim, T = batch.total_tokens();
+  const int64_t nh = plan_.heads, d = config_.head_dim, T = batch.total_tokens();
   MMX_CHECK(qkv.rows == T && qkv.cols == 3 * nh * d && out.rows == T && out.cols == nh * d,
             Code::InvalidArgument, "cpu backend: lightning_attention: qkv/out shapes do not fit the step");
   std::vector<CpuSeqState*> states = batch_states(batch, "lightning_attention");
@@ -76,7 +76,7 @@ void CpuBackend::lightning_attention(int layer, Act qkv, const StepBatch& batch,
 
 void CpuBackend::softmax_attention(int layer, Act q, Act k, Act v, const StepBatch& batch, Act out) {
   check_layer(layer, LayerKind::Softmax, "softmax_attention");
-  const int64_t nh = config_.heads, nkv = config_.kv_heads, d = config_.head_dim;
+  const int64_t nh = plan_.heads, nkv = plan_.kv_heads, d = config_.head_dim;  // this rank's heads
   const int64_t T = batch.total_tokens(), kvw = nkv * d, group = nh / nkv;
   MMX_CHECK(q.rows == T && q.cols == nh * d && k.rows == T && k.cols == kvw && v.rows == T &&
                 v.cols == kvw && out.rows == T && out.cols == nh * d,

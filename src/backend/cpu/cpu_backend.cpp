@@ -31,22 +31,6 @@ void check_act(bool ok, const char* op, const std::string& what) {
 
 float* f32(Act a) { return static_cast<float*>(a.data); }
 
-// Every weight of the model, for conversion in prepare().
-std::vector<const WeightRef*> all_weights(const ModelWeights& w) {
-  std::vector<const WeightRef*> refs = {&w.embed, &w.lm_head, &w.final_norm};
-  for (const LayerWeights& l : w.layers) {
-    for (const WeightRef* r : {&l.input_norm, &l.post_norm, &l.router}) refs.push_back(r);
-    if (l.kind == LayerKind::Lightning) {
-      for (const WeightRef* r : {&l.qkv, &l.out_gate, &l.out_proj, &l.attn_norm}) refs.push_back(r);
-    } else {
-      for (const WeightRef* r : {&l.q, &l.k, &l.v, &l.o}) refs.push_back(r);
-    }
-    for (const auto* experts : {&l.w1, &l.w2, &l.w3})
-      for (const WeightRef& r : *experts) refs.push_back(&r);
-  }
-  return refs;
-}
-
 // Shapes the kernels rely on; the config parser enforces most of these already.
 void check_config(const ModelConfig& c) {
   auto need = [](bool ok, const std::string& what) {
@@ -82,11 +66,14 @@ void CpuBackend::prepare(const Model& model) {
   MMX_CHECK(int64_t(mw.layers.size()) == model.config().layers, Code::Internal,
             "cpu backend: weights and config disagree on the layer count");
   config_ = model.config();
+  plan_ = ShardPlan::make(config_, shard_);
   weights_.assign(size_t(mw.count), nullptr);
   shapes_.assign(size_t(mw.count), {0, 0});
+  local_.assign(size_t(mw.count), {0, 0});
   converted_.clear();
   std::map<const uint8_t*, int> first_id_of_data;  // a tied lm_head shares the embedding's bytes
-  for (const WeightRef* r : all_weights(mw)) {
+  // Unsharded, every block is a whole weight; a rank converts only its blocks (shard.h).
+  for (const auto& [r, blk] : rank_weights(mw, plan_)) {
     MMX_CHECK(r->valid(), Code::Format, "cpu backend: weight " + r->name + " has no data");
     MMX_CHECK(r->id >= 0 && r->id < mw.count, Code::Internal,
               "cpu backend: weight " + r->name + " has id " + std::to_string(r->id) + " outside [0, " +
@@ -94,33 +81,49 @@ void CpuBackend::prepare(const Model& model) {
     const size_t id = size_t(r->id);
     if (weights_[id]) continue;
     shapes_[id] = {r->rows, r->cols};
-    auto same = first_id_of_data.find(r->data);
-    if (same != first_id_of_data.end() && shapes_[size_t(same->second)] == shapes_[id] &&
-        r->dtype != DType::I8) {
-      weights_[id] = weights_[size_t(same->second)];
-      continue;
+    local_[id] = {blk.rows, blk.cols};
+    const bool whole = blk.rows == r->rows && blk.cols == r->cols;
+    if (whole) {
+      auto same = first_id_of_data.find(r->data);
+      if (same != first_id_of_data.end() && shapes_[size_t(same->second)] == shapes_[id] &&
+          r->dtype != DType::I8) {
+        weights_[id] = weights_[size_t(same->second)];
+        continue;
+      }
+      first_id_of_data[r->data] = r->id;
     }
-    first_id_of_data[r->data] = r->id;
-    if (r->dtype == DType::F32 && reinterpret_cast<uintptr_t>(r->data) % alignof(float) == 0) {
-      weights_[id] = reinterpret_cast<const float*>(r->data);  // already fp32: use the mapping
+    if (blk.cols == r->cols && r->dtype == DType::F32 &&
+        reinterpret_cast<uintptr_t>(r->data) % alignof(float) == 0) {
+      // Already fp32 and whole rows: use the mapping.
+      weights_[id] = reinterpret_cast<const float*>(r->data) + blk.row0 * r->cols;
       continue;
     }
     std::vector<float> f;
     try {
-      f.resize(size_t(r->numel()));
+      f.resize(size_t(blk.rows * blk.cols));
     } catch (const std::bad_alloc&) {
       fail(Code::OutOfMemory, "cpu backend: no memory for the fp32 copy of " + r->name);
     }
-    const int64_t cols = r->cols;
-    pool_.parallel_for(r->rows, [&](int64_t b, int64_t e) {
-      for (int64_t row = b; row < e; ++row) r->row_to_f32(row, f.data() + row * cols);
+    pool_.parallel_for(blk.rows, [&, r = r, blk = blk](int64_t b, int64_t e) {
+      std::vector<float> row(blk.cols == r->cols ? 0 : size_t(r->cols));  // for column blocks
+      for (int64_t i = b; i < e; ++i) {
+        float* dst = f.data() + i * blk.cols;
+        if (row.empty()) {
+          r->row_to_f32(blk.row0 + i, dst);
+        } else {
+          r->row_to_f32(blk.row0 + i, row.data());
+          std::memcpy(dst, row.data() + blk.col0, size_t(blk.cols) * sizeof(float));
+        }
+      }
     });
     converted_.push_back(std::move(f));
     weights_[id] = converted_.back().data();
   }
+  // Decay by GLOBAL layer and GLOBAL head: local head j is global head head0 + j (model-spec §5).
   decay_.assign(size_t(config_.layers), {});
   for (int64_t i = 0; i < config_.layers; ++i)
-    for (int64_t h = 0; h < config_.heads; ++h) decay_[size_t(i)].push_back(config_.lightning_decay(i, h));
+    for (int64_t h = 0; h < plan_.heads; ++h)
+      decay_[size_t(i)].push_back(config_.lightning_decay(i, plan_.head0 + h));
   inv_freq_ = rope_inv_freq(config_.rope_theta, config_.rotary_dim);
   model_ = &model;
 }
@@ -135,6 +138,12 @@ const float* CpuBackend::weight(const WeightRef& w) const {
   MMX_CHECK(shapes_[size_t(w.id)] == std::make_pair(w.rows, w.cols), Code::InvalidArgument,
             "cpu backend: weight '" + w.name + "' does not match the prepared copy's shape");
   return weights_[size_t(w.id)];
+}
+
+std::pair<int64_t, int64_t> CpuBackend::local_shape(const WeightRef& w) const {
+  // An unknown weight reports its own shape; weight() then names the problem.
+  if (w.id >= 0 && size_t(w.id) < local_.size() && weights_[size_t(w.id)]) return local_[size_t(w.id)];
+  return {w.rows, w.cols};
 }
 
 void CpuBackend::deal_tasks(int64_t tasks, double flops, const std::function<void(int64_t, int64_t)>& fn) {
@@ -212,9 +221,10 @@ void CpuBackend::embed(const std::vector<int32_t>& tokens, Act out) {
 
 void CpuBackend::rms_norm(Act x, const WeightRef& w, double eps, Act out) {
   require_prepared("rms_norm");
-  check_act(x.cols == w.numel() && out.rows == x.rows && out.cols == x.cols, "rms_norm",
+  const auto [wr, wc] = local_shape(w);
+  check_act(x.cols == wr * wc && out.rows == x.rows && out.cols == x.cols, "rms_norm",
             "input " + shape_str(x) + ", output " + shape_str(out) + ", weight '" + w.name + "' of " +
-                std::to_string(w.numel()) + " values");
+                std::to_string(wr * wc) + " values");
   const float* g = weight(w);
   const int64_t n = x.cols;
   for_rows(x.rows, x.cols, [&](int64_t b, int64_t e) {
@@ -231,10 +241,11 @@ void CpuBackend::rms_norm(Act x, const WeightRef& w, double eps, Act out) {
 
 void CpuBackend::linear(Act x, const WeightRef& w, Act out) {
   require_prepared("linear");
-  check_act(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows && x.data != out.data, "linear",
+  const auto [rows, cols] = local_shape(w);  // the rank's block: column- or row-parallel
+  check_act(x.cols == cols && out.rows == x.rows && out.cols == rows && x.data != out.data, "linear",
             "input " + shape_str(x) + " and output " + shape_str(out) + " do not fit weight '" + w.name +
-                "' [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) + "]");
-  gemm_nt(pool_, x.rows, w.rows, w.cols, f32(x), x.cols, weight(w), w.cols, f32(out), out.cols);
+                "' [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  gemm_nt(pool_, x.rows, rows, cols, f32(x), x.cols, weight(w), cols, f32(out), out.cols);
 }
 
 void CpuBackend::silu(Act x) {

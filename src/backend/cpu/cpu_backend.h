@@ -18,6 +18,7 @@ namespace cpu {
 
 // A sequence's state on the CPU, indexed by GLOBAL layer: lightning layers hold S [nh, d, d]
 // in `s` (k/v empty), softmax layers hold post-RoPE keys and values [tokens, nkv*d] in k/v.
+// Under tensor parallelism nh and nkv are the rank's heads (ShardPlan).
 struct CpuSeqState final : SeqState {
   std::vector<std::vector<float>> s, k, v;
 };
@@ -50,10 +51,26 @@ class CpuBackend final : public Backend {
   void moe(const LayerWeights& lw, Act x, Act out) override;
   void logits(Act x, const std::vector<int32_t>& rows, float* out) override;
 
+  void set_shard(const Shard& shard, Communicator* comm) override;
+  Shard shard() const override { return shard_; }
+  void all_reduce_sum(Act x) override;
+  void rms_norm_split(Act x, const WeightRef& w, double eps, Act out) override;
+
+  // Test-only observation hook (tests/cuda/test_cuda_model.cpp tells routing flips from kernel
+  // bugs with it); empty by default, and then costs nothing. When set, every moe() call reports
+  // each of its activation rows, in row order, on the calling thread, with the row's router
+  // margin: the softmax probability of its top_k-th expert minus that of the best expert left
+  // out (+infinity when top_k == experts, where nothing can flip). A forward step calls moe()
+  // once per layer, so the caller takes the minimum over a step's calls per row.
+  std::function<void(int64_t row, float margin)> route_observer;
+
  private:
-  // The fp32 copy of a weight, checked against the shape the caller expects.
+  // The fp32 copy of the rank's block of a weight (all of it unless sharded), checked against
+  // the shape the caller expects; local_shape() is the block's [rows, cols].
   const float* weight(const WeightRef& w) const;
+  std::pair<int64_t, int64_t> local_shape(const WeightRef& w) const;
   void require_prepared(const char* op) const;
+  void require_whole_heads(const char* op) const;  // save/load: not a tensor-parallel rank
   // The CPU state of every sequence in the batch (each at most once), checked for this model.
   std::vector<CpuSeqState*> batch_states(const StepBatch& batch, const char* op) const;
   void check_layer(int layer, LayerKind kind, const char* op) const;
@@ -71,8 +88,12 @@ class CpuBackend final : public Backend {
   ModelConfig config_;
   std::vector<const float*> weights_;           // by WeightRef::id
   std::vector<std::pair<int64_t, int64_t>> shapes_;  // by id: rows, cols
+  std::vector<std::pair<int64_t, int64_t>> local_;   // by id: the rank's block (== shapes_ unsharded)
   std::vector<std::vector<float>> converted_;   // owned fp32 copies
-  std::vector<std::vector<double>> decay_;      // [layer][head] lightning decay
+  std::vector<std::vector<double>> decay_;      // [layer][local head] lightning decay
+  Shard shard_;
+  ShardPlan plan_;                              // whole model unless sharded
+  Communicator* comm_ = nullptr;
   std::vector<float> inv_freq_;                 // RoPE
   std::vector<std::unique_ptr<float[]>> arena_;  // step activations
   std::vector<size_t> arena_size_;

@@ -1,6 +1,12 @@
 // CpuBackend's MoE sublayer (model-spec §7): fp32 router softmax, top-k with renormalised
 // weights, then per expert one gathered SwiGLU w2(silu(w1 x) * (w3 x)) over its tokens.
+// Sharded, the router still sees all experts but only the rank's experts (and its slice of
+// their FFN rows) run: the output is this rank's partial sum, all-reduced by the forward pass.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <string>
 
 #include "backend/cpu/cpu_backend.h"
@@ -10,7 +16,7 @@ namespace mmx::cpu {
 
 void CpuBackend::moe(const LayerWeights& lw, Act x, Act out) {
   require_prepared("moe");
-  const int64_t H = config_.hidden, E = config_.experts, K = config_.top_k, F = config_.intermediate;
+  const int64_t H = config_.hidden, E = config_.experts, K = config_.top_k, F = plan_.ffn;
   const int64_t T = x.rows;
   MMX_CHECK(x.cols == H && out.rows == T && out.cols == H && x.data != out.data, Code::InvalidArgument,
             "cpu backend: moe: input and output must be distinct [T, hidden] activations");
@@ -28,6 +34,25 @@ void CpuBackend::moe(const LayerWeights& lw, Act x, Act out) {
     for (int64_t t = b; t < e; ++t)
       route_top_k(router.data() + t * E, E, K, chosen.data() + t * K, chosen_weight.data() + t * K);
   });
+  if (route_observer) {  // test-only, see cpu_backend.h
+    std::vector<double> p(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) {
+      float margin = std::numeric_limits<float>::infinity();
+      if (K < E) {
+        const float* l = router.data() + t * E;
+        const float mx = *std::max_element(l, l + E);
+        double sum = 0.0;
+        for (int64_t e = 0; e < E; ++e) {
+          p[size_t(e)] = std::exp(double(l[e]) - double(mx));
+          sum += p[size_t(e)];
+        }
+        // p[K] becomes the (K+1)-th largest, p[0..K-1] the top K.
+        std::nth_element(p.begin(), p.begin() + K, p.end(), std::greater<double>());
+        margin = float((*std::min_element(p.begin(), p.begin() + K) - p[size_t(K)]) / sum);
+      }
+      route_observer(t, margin);
+    }
+  }
 
   // Tokens of each expert, in token order.
   std::vector<std::vector<int64_t>> slots(static_cast<size_t>(E));  // index into chosen (t*K + k)
@@ -37,7 +62,7 @@ void CpuBackend::moe(const LayerWeights& lw, Act x, Act out) {
   std::vector<float> xs, gate, up, y;
   // Experts in ascending order, each adding into the output: the same summation order as the
   // reference implementation, so routing ties aside the sums match it bit for bit in fp32.
-  for (int64_t e = 0; e < E; ++e) {
+  for (int64_t e = plan_.expert0; e < plan_.expert0 + plan_.experts; ++e) {
     const auto& mine = slots[size_t(e)];
     const int64_t n = int64_t(mine.size());
     if (n == 0) continue;

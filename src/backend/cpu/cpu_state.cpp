@@ -23,6 +23,14 @@ const CpuSeqState& as_cpu(const SeqState& s, const ModelConfig& c, const char* o
 
 }  // namespace
 
+void CpuBackend::require_whole_heads(const char* op) const {
+  // The portable image holds every head; a rank holds only its own. Saving one would need a
+  // gather of every layer across ranks (and loading, a scatter), which is not built yet.
+  MMX_CHECK(!plan_.attention_split(), Code::Unsupported,
+            std::string("cpu backend: ") + op + " of a tensor-parallel rank (it holds " +
+                std::to_string(plan_.heads) + " of " + std::to_string(config_.heads) + " heads)");
+}
+
 std::unique_ptr<SeqState> CpuBackend::new_state() {
   require_prepared("new_state");
   auto st = std::make_unique<CpuSeqState>();
@@ -33,7 +41,7 @@ std::unique_ptr<SeqState> CpuBackend::new_state() {
   // Lightning states are fixed-size and allocated up front so state_bytes() is what is held.
   for (size_t i = 0; i < L; ++i)
     if (config_.layer_kinds[i] == LayerKind::Lightning)
-      st->s[i].assign(size_t(config_.heads * config_.head_dim * config_.head_dim), 0.0f);
+      st->s[i].assign(size_t(plan_.heads * config_.head_dim * config_.head_dim), 0.0f);
   return st;
 }
 
@@ -53,12 +61,13 @@ uint64_t CpuBackend::state_bytes(int64_t tokens) const {
   const uint64_t d = uint64_t(config_.head_dim);
   const uint64_t softmax = uint64_t(config_.softmax_layer_count());
   const uint64_t lightning = uint64_t(config_.layers) - softmax;
-  return lightning * uint64_t(config_.heads) * d * d * 4 +
-         softmax * 2 * uint64_t(tokens) * uint64_t(config_.kv_heads) * d * 4;
+  return lightning * uint64_t(plan_.heads) * d * d * 4 +  // this rank's heads
+         softmax * 2 * uint64_t(tokens) * uint64_t(plan_.kv_heads) * d * 4;
 }
 
 void CpuBackend::save_state(const SeqState& s, std::vector<uint8_t>* out) const {
   require_prepared("save_state");
+  require_whole_heads("save_state");
   const CpuSeqState& st = as_cpu(s, config_, "save_state");
   StateLayout l = begin_state_image(config_, st.tokens, out);
   for (int64_t i = 0; i < config_.layers; ++i) {
@@ -79,6 +88,7 @@ void CpuBackend::save_state(const SeqState& s, std::vector<uint8_t>* out) const 
 
 std::unique_ptr<SeqState> CpuBackend::load_state(const uint8_t* data, size_t size) {
   require_prepared("load_state");
+  require_whole_heads("load_state");
   StateLayout l = parse_state_image(config_, data, size);
   check_state_payload_finite(l, data);
   auto st = std::make_unique<CpuSeqState>();
