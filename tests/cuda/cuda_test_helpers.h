@@ -59,6 +59,27 @@ inline double norm_rel_error(const std::vector<float>& a, const std::vector<floa
   return std::sqrt(num / den);
 }
 
+// Per row of [rows, cols]: ||a_r - b_r|| / ||b_r||, infinite for a row holding a NaN or an
+// infinity. Empty if the sizes differ or are not a whole number of rows.
+inline std::vector<double> row_norm_rel_errors(const std::vector<float>& a, const std::vector<float>& b,
+                                               int64_t cols) {
+  if (a.size() != b.size() || cols <= 0 || b.size() % size_t(cols) != 0) return {};
+  std::vector<double> out(b.size() / size_t(cols));
+  for (size_t r = 0; r < out.size(); ++r) {
+    double num = 0, den = 1e-30;
+    for (size_t i = r * size_t(cols); i < (r + 1) * size_t(cols); ++i) {
+      if (!std::isfinite(a[i]) || !std::isfinite(b[i])) {
+        num = INFINITY;
+        break;
+      }
+      num += double(a[i] - b[i]) * double(a[i] - b[i]);
+      den += double(b[i]) * double(b[i]);
+    }
+    out[r] = std::sqrt(num / den);
+  }
+  return out;
+}
+
 // Where the largest difference is, for failure messages.
 inline std::string worst_diff(const std::vector<float>& got, const std::vector<float>& want,
                               int64_t cols) {
