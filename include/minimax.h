@@ -25,7 +25,8 @@
  *     size_t *needed). They always store the needed size (elements, or bytes including the
  *     terminating NUL for text) in *needed; if capacity is too small they return
  *     MMX_BUFFER_TOO_SMALL and write nothing else. Passing buffer NULL, capacity 0 is the way
- *     to ask for the size.
+ *     to ask for the size (the call then returns MMX_BUFFER_TOO_SMALL with *needed set,
+ *     unless nothing is needed).
  *   - Strings are UTF-8. Borrowed pointers say in their documentation how long they stay valid.
  *
  * Threading: a model may be shared by any number of contexts and threads. A context owns one
@@ -226,7 +227,11 @@ typedef struct mmx_context_options mmx_context_options;
 typedef enum mmx_context_option {
   MMX_CTX_OPT_MAX_SEQUENCES = 1,     /* int: sequences running at once (default 16) */
   MMX_CTX_OPT_STEP_TOKEN_BUDGET = 2, /* int: tokens per scheduler step, decode + prefill (default 2048) */
-  MMX_CTX_OPT_KV_MEMORY_BYTES = 3,   /* int: bytes for sequence states (KV + lightning), 0 = default */
+  MMX_CTX_OPT_KV_MEMORY_BYTES = 3,   /* int: bytes for sequence states (KV + lightning) and live
+                                        prefixes; 0 = default: room for MAX_SEQUENCES sequences
+                                        of min(8192, context limit) tokens. Each running request
+                                        reserves the state of prefix + prompt + max_tokens
+                                        tokens; requests wait until their reservation fits */
   MMX_CTX_OPT_PREFILL_CHUNK = 4,     /* int: max prefill tokens of one sequence per step (default 512) */
   MMX_CTX_OPT_MAX_CONTEXT = 5,       /* int: max tokens per sequence, 0 = the model's limit */
   MMX_CTX_OPT_MAX_QUEUED = 6         /* int: requests waiting to start, beyond which submit says
@@ -256,7 +261,8 @@ MMX_API mmx_status *mmx_model_estimate_memory(const mmx_model *model,
 MMX_API mmx_status *mmx_context_create(mmx_model *model, const mmx_context_options *options,
                                        mmx_context **out_context);
 /* Cancels every request, delivers their final events, joins the scheduler thread and frees.
- * Events not yet read are discarded. Must not be called from a callback of this context. */
+ * Events not yet read are discarded. Must not be called from a callback of this context (such
+ * a call is logged and ignored) nor while another thread uses the context. */
 MMX_API void mmx_context_free(mmx_context *context);
 
 typedef struct mmx_context_stats {
@@ -316,11 +322,15 @@ MMX_API mmx_status *mmx_request_append_text(mmx_request *request, const char *te
 MMX_API mmx_status *mmx_request_append_tokens(mmx_request *request, const int32_t *tokens,
                                               size_t n_tokens);
 /* Starts the request from a prefix instead of an empty sequence: the prompt continues it.
- * The request holds its own reference; the caller keeps (and still frees) its own. */
+ * The request holds its own reference; the caller keeps (and still frees) its own. NULL
+ * removes a prefix set before. The prefix must come from a context of the same loaded model
+ * (else submit says MMX_INVALID_ARGUMENT). */
 MMX_API mmx_status *mmx_request_set_prefix(mmx_request *request, mmx_prefix *prefix);
 /* Generation stops when the output text contains `stop` (the stop string is not emitted). */
 MMX_API mmx_status *mmx_request_add_stop_string(mmx_request *request, const char *stop);
-/* Generation stops when this token is sampled (it is emitted with the final event). */
+/* Generation stops when this token is sampled: its TOKEN event (with empty text) comes, then
+ * the final event. The model's EOS token ends generation the same way unless
+ * MMX_REQ_IGNORE_EOS. */
 MMX_API mmx_status *mmx_request_add_stop_token(mmx_request *request, int32_t token);
 /* Adds `bias` to the logit of `token` before sampling (-INFINITY bans it). */
 MMX_API mmx_status *mmx_request_set_logit_bias(mmx_request *request, int32_t token, float bias);
@@ -332,15 +342,18 @@ MMX_API mmx_status *mmx_request_set_user_data(mmx_request *request, void *user_d
 
 /* Push delivery: when set, the request's events go to `fn` instead of the pull queue. Runs on
  * the scheduler thread; `event` is borrowed for the duration of the call (do not free it).
- * Never called after the request's final (MMX_EVENT_FINISHED) event. */
+ * Never called after the request's final (MMX_EVENT_FINISHED) event. fn NULL restores pull
+ * delivery. mmx_context_next_event on a request that uses a callback says MMX_STATE. */
 typedef void (*mmx_event_fn)(const mmx_event *event, void *user_data);
 MMX_API mmx_status *mmx_request_set_callback(mmx_request *request, mmx_event_fn fn,
                                              void *user_data);
 
 /* Submits one request; the request object is copied and may be freed or reused at once.
- * Fails with MMX_CAPACITY when the request cannot fit the context's budgets (prompt beyond the
- * context limit, too many queued requests) and MMX_INVALID_ARGUMENT for an empty prompt or a
- * token out of range. */
+ * Fails with MMX_CAPACITY when the request cannot fit the context's budgets (prefix + prompt +
+ * max_tokens beyond the context limit, a state reservation larger than the state budget, too
+ * many queued requests), MMX_INVALID_ARGUMENT for an empty prompt or a token out of range,
+ * MMX_UNSUPPORTED for text or stop strings with a model that has no tokenizer, and
+ * MMX_DEVICE once a device error made the context unusable. */
 MMX_API mmx_status *mmx_context_submit(mmx_context *context, const mmx_request *request,
                                        mmx_request_id *out_id);
 /* Submits a batch: all or nothing (on failure no request of the batch was submitted, and the
@@ -355,6 +368,8 @@ MMX_API mmx_status *mmx_context_cancel(mmx_context *context, mmx_request_id id);
 
 /* ==== events ============================================================================= */
 
+/* Per prompt chunk a request gets PROMPT_LOGPROBS (if asked), LOGITS (requested positions in
+ * the chunk), then PROGRESS; then a TOKEN per generated token; FINISHED always comes last. */
 typedef enum mmx_event_type {
   MMX_EVENT_PROGRESS = 1,        /* prefill progress: mmx_event_progress */
   MMX_EVENT_TOKEN = 2,           /* a generated token: mmx_event_token, mmx_event_text, logprobs */
@@ -368,7 +383,7 @@ typedef enum mmx_finish_reason {
   MMX_FINISH_EOS = 1,           /* the model's end-of-sequence token */
   MMX_FINISH_STOP_STRING = 2,
   MMX_FINISH_STOP_TOKEN = 3,
-  MMX_FINISH_LENGTH = 4,        /* max tokens reached, or the context limit */
+  MMX_FINISH_LENGTH = 4,        /* max tokens reached (also: a score-only request, max_tokens 0) */
   MMX_FINISH_CANCELLED = 5,
   MMX_FINISH_ERROR = 6,         /* mmx_event_error tells what went wrong */
   MMX_FINISH_PREFIX_READY = 7   /* MMX_REQ_MAKE_PREFIX: the prefix is ready (mmx_event_prefix) */
@@ -377,8 +392,9 @@ typedef enum mmx_finish_reason {
 /* Waits up to timeout_ms (0 = poll, -1 = forever) for the next event of request `id`
  * (0 = of any request of this context that uses pull delivery). On success the caller owns
  * *out_event (free with mmx_event_free). MMX_TIMEOUT when none arrived in time; MMX_NOT_FOUND
- * for an unknown id or one whose final event was already taken. Thread-safe; one event goes
- * to exactly one caller. */
+ * for an unknown id or one whose final event was already taken; MMX_STATE for a request that
+ * delivers to a callback. Thread-safe; one event goes to exactly one caller. Do not free the
+ * context while a thread waits here. */
 MMX_API mmx_status *mmx_context_next_event(mmx_context *context, mmx_request_id id,
                                            int32_t timeout_ms, mmx_event **out_event);
 MMX_API void mmx_event_free(mmx_event *event);
@@ -391,10 +407,12 @@ MMX_API void *mmx_event_user_data(const mmx_event *event);
 /* TOKEN: the token id; -1 for other types. */
 MMX_API int32_t mmx_event_token(const mmx_event *event);
 /* TOKEN / FINISHED: the text delta, always whole UTF-8 characters (may be empty: bytes of an
- * incomplete character are held back until it completes; FINISHED carries what was held).
- * *out_len receives its byte length (may be NULL); the text is also NUL-terminated. */
+ * incomplete character, and text that may begin a stop string, are held back until decided;
+ * FINISHED carries what was held). Other types: "". *out_len receives its byte length (may be
+ * NULL); the text is also NUL-terminated. */
 MMX_API const char *mmx_event_text(const mmx_event *event, size_t *out_len);
-/* TOKEN: natural-log probability of the token under the unmodified model distribution. */
+/* TOKEN: natural-log probability of the token under the unmodified model distribution (before
+ * temperature, penalties and bias); 0 for other types. */
 MMX_API float mmx_event_logprob(const mmx_event *event);
 /* TOKEN: the i-th most likely token and its logprob (i < mmx_event_top_count). */
 MMX_API size_t mmx_event_top_count(const mmx_event *event);
@@ -411,7 +429,8 @@ MMX_API mmx_status *mmx_event_prompt_logprobs(const mmx_event *event, int64_t *o
 /* LOGITS: the prompt position and its fp32 logits row of vocab_size values. */
 MMX_API mmx_status *mmx_event_logits(const mmx_event *event, int64_t *out_position,
                                      const float **out_logits, size_t *out_count);
-/* FINISHED: why the request ended, and counts. */
+/* FINISHED: why the request ended, and counts (prompt tokens of this request, not counting a
+ * prefix's tokens). */
 MMX_API mmx_finish_reason mmx_event_finish_reason(const mmx_event *event);
 MMX_API mmx_status *mmx_event_counts(const mmx_event *event, int64_t *out_prompt_tokens,
                                      int64_t *out_generated_tokens);
