@@ -17,6 +17,8 @@
 #   RACECHECK_FILTER gtest filter for the racecheck runs (default: the golden-fixture cases,
 #                    which memcheck covers, are left out to keep racecheck within time)
 #   BENCH_ARGS       extra arguments for bench_cuda (e.g. --quick)
+#   EXTRA_TESTS      more test programs to run in the test phase (e.g. the C API tests, with
+#                    MMX_TEST_BACKEND=cuda so that they select the CUDA backend)
 #   TARGETS          build only these targets (space-separated; default: everything)
 #   MMX_DEPS_DIR     a folder of .deb files unpacked into a private root (never into /) before
 #                    configuring when a build dependency is missing (default: .deps). On a machine without network,
@@ -109,7 +111,7 @@ gtest_result() { grep -E '^\[  (PASSED|FAILED|SKIPPED) +\] [0-9]+ tests?' "$1" |
 if want test; then
   : >"$OUT/tests.log"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >>"$OUT/tests.log" 2>&1
-  for t in "${cuda_tests[@]}" test_quantize; do
+  for t in "${cuda_tests[@]}" test_quantize ${EXTRA_TESTS:-}; do
     exe=$(find_test "$t")
     if [[ -z $exe ]]; then record "$t" MISSING 0 "not built"; continue; fi
     t0=$(now)
