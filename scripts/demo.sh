@@ -2,13 +2,13 @@
 # Quick start: installs what is missing, builds libminimax and minimax-cli, and streams a
 # continuation of the prompt from the bundled demo model.
 #
-#   scripts/demo.sh "Once upon a time" [more minimax-cli options, e.g. --max-tokens 64]
+#   scripts/demo.sh "Write a poem about penguins" [more minimax-cli options, e.g. --max-tokens 64]
 #
 # The build directory is build/ (MMX_BUILD_DIR overrides it); the CUDA backend is built when
 # nvcc is found and used when a GPU is present, otherwise everything runs on the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-prompt=${1:-Once upon a time}
+prompt=${1:-Write a poem about penguins}
 shift $(($# > 0 ? 1 : 0))
 build=${MMX_BUILD_DIR:-build}
 
@@ -21,6 +21,7 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" --target minimax-cli -j "$(nproc)"
 echo >&2
 printf '%s' "$prompt"  # the continuation streams right after it
+# The demo model was trained on chat-formatted text, so the prompt goes in as a user turn.
 # Sampling defaults suited to a small model; options given after the prompt override them.
-exec "$build/minimax-cli" generate --model models/demo --prompt "$prompt" \
-  --max-tokens 200 --temperature 0.8 --top-p 0.95 --repetition-penalty 1.1 "$@"
+exec "$build/minimax-cli" generate --model models/demo --chat --prompt "$prompt" \
+  --max-tokens 200 --temperature 0.7 --top-p 0.9 --repetition-penalty 1.1 "$@"

@@ -59,16 +59,26 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
+// Batched, each request gives the greedy tokens it gives alone: every token on the CPU; on CUDA
+// (where batching changes the GEMM path, so logits differ at the bf16 level) up to the first
+// step too close to call, see expect_same_greedy().
 TEST_F(Generation, BatchedGreedyEqualsEachAlone) {
   const std::vector<size_t> lengths = {3, 17, 40, 95, 130, 1};
-  std::vector<std::vector<int32_t>> alone;
+  std::vector<Outcome> alone;  // with top-2 logprobs and the last prompt row (its logit scale)
+  std::vector<double> scale;
   {
     ContextPtr ctx = make_context(model_, {{MMX_CTX_OPT_MAX_SEQUENCES, 1}});
     for (size_t i = 0; i < lengths.size(); ++i) {
-      Outcome o = greedy(ctx.get(), prompt_of(lengths[i], uint32_t(i)), 12);
+      RequestPtr r = make_request(prompt_of(lengths[i], uint32_t(i)), 12);
+      Status(mmx_request_set_int(r.get(), MMX_REQ_IGNORE_EOS, 1));
+      Status(mmx_request_set_int(r.get(), MMX_REQ_TOP_LOGPROBS, 2));
+      Status(mmx_request_add_logits_position(r.get(), -1));
+      Outcome o = run(ctx.get(), r.get());
       ASSERT_EQ(o.reason, MMX_FINISH_LENGTH) << o.error_message;
       ASSERT_EQ(o.tokens.size(), 12u);
-      alone.push_back(o.tokens);
+      ASSERT_EQ(o.logits.size(), 1u);
+      scale.push_back(max_abs_logit(o.logits[0].second));
+      alone.push_back(std::move(o));
     }
   }
   // Small chunks and budget: steps mix decode tokens with chunks of several prompts.
@@ -82,9 +92,12 @@ TEST_F(Generation, BatchedGreedyEqualsEachAlone) {
   }
   std::vector<mmx_request_id> ids(raw.size());
   MMX_ASSERT_OK(mmx_context_submit_batch(ctx.get(), raw.data(), raw.size(), ids.data()));
+  size_t compared = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     Outcome o = collect(ctx.get(), ids[i]);
-    EXPECT_EQ(o.tokens, alone[i]) << "request " << i << " (prompt of " << lengths[i] << " tokens)";
+    EXPECT_EQ(o.tokens.size(), 12u);
+    compared += expect_same_greedy(alone[i], o, scale[i],
+                                   "request " + std::to_string(i) + " (prompt of " + std::to_string(lengths[i]) + " tokens)");
     // One PROGRESS per chunk of at most 16 tokens (less where the step budget ran out),
     // ending at the prompt length.
     ASSERT_FALSE(o.progress_done.empty());
@@ -95,6 +108,13 @@ TEST_F(Generation, BatchedGreedyEqualsEachAlone) {
       EXPECT_LE(done - previous, 16);
       previous = done;
     }
+  }
+  // On CUDA the margin exempts the close steps and all after them: the check must still say
+  // something. On the CPU reference's gaps 24 of the 72 steps come before the first close step
+  // of their request, at least 14 of them by a wide gap.
+  if (is_cuda_backend()) {
+    std::printf("greedy steps compared: %zu of %zu\n", compared, 12 * lengths.size());
+    EXPECT_GE(compared, 10u) << "most greedy steps were too close to call: the check says little";
   }
   mmx_context_stats stats{};
   stats.struct_size = sizeof stats;
@@ -246,15 +266,26 @@ TEST_F(Generation, TopLogprobsAreConsistent) {
   EXPECT_NEAR(o.tops[0][2].second, ls[size_t(o.tops[0][2].first)], 1e-4);
 }
 
+// Prompt logprobs of a prompt scored in chunks are what recomputing each position from scratch
+// gives. On the CPU the logprobs agree within 1e-3. On CUDA the chunked and the fresh runs differ
+// at the bf16 level, so the claim is checked in two parts: the scored request's logprobs are the
+// log-softmax of its own rows (host arithmetic on the same floats: within 1e-3 as on the CPU),
+// and those rows match the recomputed ones within logits_tolerance().
 TEST_F(Generation, PromptLogprobsEqualFullRecompute) {
   const std::vector<int32_t> prompt = prompt_of(23, 8);
   ContextPtr ctx = make_context(model_, {{MMX_CTX_OPT_PREFILL_CHUNK, 7}});
   RequestPtr r = make_request(prompt, 0);
   MMX_ASSERT_OK(mmx_request_set_int(r.get(), MMX_REQ_PROMPT_LOGPROBS, 1));
+  if (is_cuda_backend()) {  // its own rows too, for the second part of the check
+    for (size_t p = 0; p + 1 < prompt.size(); ++p) MMX_ASSERT_OK(mmx_request_add_logits_position(r.get(), int64_t(p)));
+  }
   Outcome scored = run(ctx.get(), r.get());
   EXPECT_EQ(scored.prompt_logprobs_first, 0);
   ASSERT_EQ(scored.prompt_logprobs.size(), prompt.size());
   EXPECT_TRUE(std::isnan(scored.prompt_logprobs[0]));
+  if (is_cuda_backend()) {
+    ASSERT_EQ(scored.logits.size(), prompt.size() - 1);
+  }
 
   // Each position recomputed from scratch: the logits row after prompt[0..p].
   ContextPtr fresh = make_context(model_);
@@ -263,8 +294,16 @@ TEST_F(Generation, PromptLogprobsEqualFullRecompute) {
     Status(mmx_request_add_logits_position(q.get(), -1));
     Outcome row = run(fresh.get(), q.get());
     ASSERT_EQ(row.logits.size(), 1u);
-    std::vector<double> ls = log_softmax(row.logits[0].second);
+    if (!is_cuda_backend()) {
+      std::vector<double> ls = log_softmax(row.logits[0].second);
+      EXPECT_NEAR(scored.prompt_logprobs[p + 1], ls[size_t(prompt[p + 1])], 1e-3) << "position " << p + 1;
+      continue;
+    }
+    const auto& [at, own] = scored.logits[p];
+    ASSERT_EQ(at, int64_t(p));
+    std::vector<double> ls = log_softmax(own);
     EXPECT_NEAR(scored.prompt_logprobs[p + 1], ls[size_t(prompt[p + 1])], 1e-3) << "position " << p + 1;
+    EXPECT_LT(logits_error(own, row.logits[0].second), logits_tolerance()) << "row " << p;
   }
 }
 
@@ -285,7 +324,8 @@ TEST_F(Generation, LogitsRowsAtRequestedPositions) {
   Status(mmx_request_add_logits_position(q.get(), -1));
   Outcome row = run(ctx.get(), q.get());
   ASSERT_EQ(row.logits.size(), 1u);
-  EXPECT_LT(max_rel_error(o.logits[1].second.data(), row.logits[0].second.data(), size_t(kTestVocab)), 1e-4);
+  // Other chunk boundaries: equal within logits_tolerance() (1e-4 on the CPU, bf16-level on CUDA).
+  EXPECT_LT(logits_error(o.logits[1].second, row.logits[0].second), logits_tolerance());
 }
 
 // The text of each TOKEN event of a pulled request, and the outcome.
@@ -498,15 +538,12 @@ TEST_F(Generation, RequestsWaitForStateBudget) {
   EXPECT_GT(est.workspace_bytes, 0u);
   EXPECT_GE(est.total_bytes, est.weight_bytes + est.workspace_bytes + est.state_bytes_per_sequence);
 
-  // Room for one request of 20 + 10 tokens, not two: they run one after the other.
-  const uint64_t one = est.state_bytes_per_sequence + 30 * est.kv_bytes_per_token;
-  ContextPtr ctx = make_context(model_, {{MMX_CTX_OPT_KV_MEMORY_BYTES, int64_t(one * 3 / 2)}});
   struct Watch {
     mmx_context* ctx = nullptr;
     std::atomic<uint32_t> max_running{0};
+    std::atomic<uint64_t> max_in_use{0};
     std::atomic<int> finals{0}, lengths{0};
-  } watch;
-  watch.ctx = ctx.get();
+  };
   auto fn = [](const mmx_event* e, void* user) {
     auto* w = static_cast<Watch*>(user);
     mmx_context_stats s{};
@@ -515,12 +552,45 @@ TEST_F(Generation, RequestsWaitForStateBudget) {
     uint32_t seen = w->max_running.load();
     while (s.running_sequences > seen && !w->max_running.compare_exchange_weak(seen, s.running_sequences)) {
     }
+    uint64_t seen_bytes = w->max_in_use.load();
+    while (s.state_bytes_in_use > seen_bytes && !w->max_in_use.compare_exchange_weak(seen_bytes, s.state_bytes_in_use)) {
+    }
     EXPECT_LE(s.state_bytes_in_use, s.state_bytes_limit);
     if (mmx_event_get_type(e) == MMX_EVENT_FINISHED) {
       w->lengths += mmx_event_finish_reason(e) == MMX_FINISH_LENGTH;
       ++w->finals;
     }
   };
+
+  // What one request of 20 + 10 tokens reserves (the state of prompt + max_tokens tokens),
+  // read from the stats while it runs alone. The estimate brackets it: at least the fixed part
+  // and one token's KV, at most the fixed part and 30 tokens' KV; on the CPU, whose state grows
+  // token by token, exactly the latter. (On CUDA the KV cache grows in whole pages, so 30
+  // tokens cost what the first one does and kv_bytes_per_token, state_bytes(1) -
+  // state_bytes(0), is a page: a budget computed as on the CPU would fit every request at once.)
+  uint64_t one = 0;
+  {
+    Watch w;  // outlives the context, whose callbacks it serves
+    ContextPtr alone = make_context(model_);
+    w.ctx = alone.get();
+    RequestPtr r = make_request(prompt_of(20, 7), 10);
+    Status(mmx_request_set_int(r.get(), MMX_REQ_IGNORE_EOS, 1));
+    MMX_ASSERT_OK(mmx_request_set_callback(r.get(), fn, &w));
+    submit(alone.get(), r.get());
+    for (int i = 0; i < 6000 && w.finals < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(w.finals.load(), 1);
+    one = w.max_in_use.load();
+  }
+  EXPECT_GE(one, est.state_bytes_per_sequence + est.kv_bytes_per_token);
+  EXPECT_LE(one, est.state_bytes_per_sequence + 30 * est.kv_bytes_per_token);
+  if (!is_cuda_backend()) {
+    EXPECT_EQ(one, est.state_bytes_per_sequence + 30 * est.kv_bytes_per_token);
+  }
+
+  // Room for one request of 20 + 10 tokens, not two: they run one after the other.
+  ContextPtr ctx = make_context(model_, {{MMX_CTX_OPT_KV_MEMORY_BYTES, int64_t(one * 3 / 2)}});
+  Watch watch;
+  watch.ctx = ctx.get();
   for (int i = 0; i < 4; ++i) {
     RequestPtr r = make_request(prompt_of(20, uint32_t(i)), 10);
     Status(mmx_request_set_int(r.get(), MMX_REQ_IGNORE_EOS, 1));
@@ -552,14 +622,17 @@ TEST_F(Generation, DemoModelBatchedEqualsAloneWhenBundled) {
   };
   ContextPtr ctx = make_context(m.get(), {{MMX_CTX_OPT_PREFILL_CHUNK, 8}});
   RequestPtr main = request(rendered);
+  Status(mmx_request_set_int(main.get(), MMX_REQ_TOP_LOGPROBS, 2));  // for expect_same_greedy
+  Status(mmx_request_add_logits_position(main.get(), -1));
   Outcome alone = run(ctx.get(), main.get());
   ASSERT_EQ(alone.tokens.size(), 16u);
+  ASSERT_EQ(alone.logits.size(), 1u);
   EXPECT_TRUE(valid_utf8(alone.text));
   RequestPtr other = request("Once upon a time, in a land far away, there lived");
   mmx_request_id a = submit(ctx.get(), other.get());
   mmx_request_id b = submit(ctx.get(), main.get());
   collect(ctx.get(), a);
-  EXPECT_EQ(collect(ctx.get(), b).tokens, alone.tokens);
+  expect_same_greedy(alone, collect(ctx.get(), b), max_abs_logit(alone.logits[0].second), "batched");
 }
 
 }  // namespace
