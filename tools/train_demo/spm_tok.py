@@ -11,6 +11,8 @@ Choices, and why:
 """
 import re
 
+import os
+
 import sentencepiece as spm
 
 from corpus import SPECIALS
@@ -21,6 +23,18 @@ _SPLIT = re.compile("(" + "|".join(re.escape(s) for s in SPECIALS) + ")")
 
 def train(lines, model_prefix, vocab_size):
     """Trains on `lines` (no newlines inside); writes model_prefix.model. Deterministic."""
+    # sentencepiece records model_prefix inside the model file: train from the target folder
+    # with a bare name, so that no path of the training machine ends up in the shipped model.
+    folder, name = os.path.split(os.path.abspath(model_prefix))
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        _train_here(lines, name, vocab_size)
+    finally:
+        os.chdir(cwd)
+
+
+def _train_here(lines, model_prefix, vocab_size):
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines), model_prefix=model_prefix, vocab_size=vocab_size,
         model_type="bpe", character_coverage=1.0, byte_fallback=True, split_digits=True,
