@@ -81,7 +81,8 @@ typedef enum mmx_code {
   MMX_DEVICE = 10,          /* accelerator failure; the context is unusable afterwards */
   MMX_STATE = 11,           /* wrong call order, or an object in the wrong state */
   MMX_INTERNAL = 12,        /* a bug in libminimax; please report it */
-  MMX_BUFFER_TOO_SMALL = 13 /* caller buffer too small; *needed holds the size required */
+  MMX_BUFFER_TOO_SMALL = 13, /* caller buffer too small; *needed holds the size required */
+  MMX_CODE_MAX_ENUM = 0x7FFFFFFF /* not a code: makes the enum 32-bit */
 } mmx_code;
 
 typedef struct mmx_status mmx_status;
@@ -101,7 +102,8 @@ typedef enum mmx_log_level {
   MMX_LOG_INFO = 1,
   MMX_LOG_WARN = 2,
   MMX_LOG_ERROR = 3,
-  MMX_LOG_OFF = 4
+  MMX_LOG_OFF = 4,
+  MMX_LOG_LEVEL_MAX_ENUM = 0x7FFFFFFF /* not a level: makes the enum 32-bit */
 } mmx_log_level;
 
 /* `message` is valid only during the call. May be called from any library thread,
@@ -139,7 +141,8 @@ typedef enum mmx_model_option {
   MMX_MODEL_OPT_DEVICES = 2,        /* string: comma-separated CUDA ordinals, e.g. "0" or "0,1,2,3" */
   MMX_MODEL_OPT_WEIGHT_DTYPE = 3,   /* string: "auto" (default), "int8" (W8A16), "bf16"; CPU: fp32 */
   MMX_MODEL_OPT_THREADS = 4,        /* int: CPU threads, 0 = all cores (default) */
-  MMX_MODEL_OPT_MEMORY_LIMIT = 5    /* int: bytes of device memory the model may use, 0 = all */
+  MMX_MODEL_OPT_MEMORY_LIMIT = 5,   /* int: bytes of device memory the model may use, 0 = all */
+  MMX_MODEL_OPT_MAX_ENUM = 0x7FFFFFFF /* not a key: makes the enum 32-bit */
 } mmx_model_option;
 
 MMX_API mmx_status *mmx_model_options_create(mmx_model_options **out_options);
@@ -234,8 +237,9 @@ typedef enum mmx_context_option {
                                         tokens; requests wait until their reservation fits */
   MMX_CTX_OPT_PREFILL_CHUNK = 4,     /* int: max prefill tokens of one sequence per step (default 512) */
   MMX_CTX_OPT_MAX_CONTEXT = 5,       /* int: max tokens per sequence, 0 = the model's limit */
-  MMX_CTX_OPT_MAX_QUEUED = 6         /* int: requests waiting to start, beyond which submit says
+  MMX_CTX_OPT_MAX_QUEUED = 6,        /* int: requests waiting to start, beyond which submit says
                                         MMX_CAPACITY (default 1024) */
+  MMX_CTX_OPT_MAX_ENUM = 0x7FFFFFFF /* not a key: makes the enum 32-bit */
 } mmx_context_option;
 
 MMX_API mmx_status *mmx_context_options_create(mmx_context_options **out_options);
@@ -306,7 +310,8 @@ typedef enum mmx_request_option {
   MMX_REQ_MIN_P = 22,            /* 0.0 = off (default) */
   MMX_REQ_REPETITION_PENALTY = 23, /* 1.0 = off (default); CTRL-style, over prompt + output */
   MMX_REQ_FREQUENCY_PENALTY = 24,  /* 0.0 = off (default); over generated tokens */
-  MMX_REQ_PRESENCE_PENALTY = 25    /* 0.0 = off (default); over generated tokens */
+  MMX_REQ_PRESENCE_PENALTY = 25,   /* 0.0 = off (default); over generated tokens */
+  MMX_REQ_MAX_ENUM = 0x7FFFFFFF    /* not a key: makes the enum 32-bit */
 } mmx_request_option;
 
 MMX_API mmx_status *mmx_request_create(mmx_request **out_request);

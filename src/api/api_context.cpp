@@ -45,6 +45,8 @@ mmx_status* mmx_context_options_set_int(mmx_context_options* options, mmx_contex
       case MMX_CTX_OPT_PREFILL_CHUNK: non_negative("MMX_CTX_OPT_PREFILL_CHUNK"); o.prefill_chunk = value; return;
       case MMX_CTX_OPT_MAX_CONTEXT: non_negative("MMX_CTX_OPT_MAX_CONTEXT"); o.max_context = value; return;
       case MMX_CTX_OPT_MAX_QUEUED: non_negative("MMX_CTX_OPT_MAX_QUEUED"); o.max_queued = value; return;
+      case MMX_CTX_OPT_MAX_ENUM:  // not a key
+        break;
     }
     mmx::fail(Code::Unsupported, "unknown context option key " + std::to_string(int(key)));
   });

@@ -51,6 +51,8 @@ mmx_status* mmx_model_options_set_int(mmx_model_options* options, mmx_model_opti
       case MMX_MODEL_OPT_WEIGHT_DTYPE:
         mmx::fail(Code::InvalidArgument, "model option " + std::to_string(int(key)) +
                                              " takes a string; use mmx_model_options_set_string");
+      case MMX_MODEL_OPT_MAX_ENUM:  // not a key
+        break;
     }
     mmx::fail(Code::Unsupported, "unknown model option key " + std::to_string(int(key)));
   });
@@ -84,6 +86,8 @@ mmx_status* mmx_model_options_set_string(mmx_model_options* options, mmx_model_o
       case MMX_MODEL_OPT_MEMORY_LIMIT:
         mmx::fail(Code::InvalidArgument, "model option " + std::to_string(int(key)) +
                                              " takes an integer; use mmx_model_options_set_int");
+      case MMX_MODEL_OPT_MAX_ENUM:  // not a key
+        break;
     }
     mmx::fail(Code::Unsupported, "unknown model option key " + std::to_string(int(key)));
   });
