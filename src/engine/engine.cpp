@@ -282,6 +282,9 @@ void Engine::finish_request(const std::shared_ptr<Request>& request, std::unique
     if (!mark_finished_locked(*request)) return;  // exactly one final event
   }
   ++finished_;
+  // Drop the request's reference to its prefix before the host can see the final event: a
+  // host that frees its own reference next must find the prefix's memory returned at once.
+  request->spec.prefix.reset();
   deliver(*request, std::move(final_event));
 }
 
