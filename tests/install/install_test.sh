@@ -52,7 +52,10 @@ cmake --build "$tmp/consumer" >/dev/null
 step "examples/c_embed built with pkg-config only, run on $model"
 cp "$src/examples/c_embed/main.c" "$src/examples/c_embed/Makefile" "$tmp/"
 make -s -C "$tmp" c_embed
-LD_LIBRARY_PATH=$libdir ldd "$tmp/c_embed" | grep -q "$libdir/libminimax.so.1" ||
+# Captured first: with pipefail, `ldd | grep -q` fails whenever grep exits before ldd has
+# written everything (ldd then dies of SIGPIPE).
+resolved=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/c_embed")
+[[ $resolved == *"$libdir/libminimax.so.1"* ]] ||
   fail "c_embed does not resolve libminimax from the prefix"
 out=$(LD_LIBRARY_PATH=$libdir "$tmp/c_embed" "$model" "Once upon a time")
 [[ $out == "Once upon a time"* ]] || fail "unexpected c_embed output: $out"
