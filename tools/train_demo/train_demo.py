@@ -20,7 +20,7 @@ sys.path.insert(0, HERE)
 
 DATA_NAME = "mr-niah-english-20k.jsonl"
 DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", DATA_NAME)
-DEFAULT_WORK = os.path.join(HERE, "work")
+DEFAULT_WORK = os.path.join(HERE, "scratch")
 
 
 def make_logger(path):
