@@ -113,6 +113,26 @@ inline ContextPtr make_context(mmx_model* model,
   return ContextPtr(c);
 }
 
+// A test suite sharing one small random model, written and loaded once per suite (each
+// derived suite gets its own, through the template parameter).
+template <class Suite>
+class SharedModelTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    write_test_model(dir_->path());
+    model_ = load_model(dir_->path()).release();
+  }
+  static void TearDownTestSuite() {
+    mmx_model_free(model_);
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_NE(model_, nullptr); }
+
+  static inline TempDir* dir_ = nullptr;
+  static inline mmx_model* model_ = nullptr;
+};
+
 inline RequestPtr make_request(const std::vector<int32_t>& prompt, int64_t max_tokens) {
   mmx_request* r = nullptr;
   Status(mmx_request_create(&r));

@@ -16,18 +16,8 @@ using namespace mmx_test;
 
 namespace {
 
-class Generation : public ::testing::Test {
+class Generation : public SharedModelTest<Generation> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    write_test_model(dir_->path());
-    model_ = load_model(dir_->path()).release();
-  }
-  static void TearDownTestSuite() {
-    mmx_model_free(model_);
-    delete dir_;
-  }
-  void SetUp() override { ASSERT_NE(model_, nullptr); }
 
   static std::vector<int32_t> prompt_of(size_t n, uint32_t salt) {
     std::vector<int32_t> p(n);
@@ -40,11 +30,7 @@ class Generation : public ::testing::Test {
     return run(ctx, r.get());
   }
 
-  static TempDir* dir_;
-  static mmx_model* model_;
 };
-TempDir* Generation::dir_ = nullptr;
-mmx_model* Generation::model_ = nullptr;
 
 // Whole characters only (structure check; the library's own validator is stricter).
 bool valid_utf8(const std::string& s) {

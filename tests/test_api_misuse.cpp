@@ -15,24 +15,10 @@ using namespace mmx_test;
 
 namespace {
 
-class Misuse : public ::testing::Test {
+class Misuse : public SharedModelTest<Misuse> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    write_test_model(dir_->path());
-    model_ = load_model(dir_->path()).release();
-  }
-  static void TearDownTestSuite() {
-    mmx_model_free(model_);
-    delete dir_;
-  }
-  void SetUp() override { ASSERT_NE(model_, nullptr); }
 
-  static TempDir* dir_;
-  static mmx_model* model_;
 };
-TempDir* Misuse::dir_ = nullptr;
-mmx_model* Misuse::model_ = nullptr;
 
 // Runs `call`, expects `code` and a message containing `needle`.
 void expect_status(mmx_status* raw, mmx_code code, const std::string& needle, const std::string& what = "") {

@@ -8,18 +8,8 @@ using namespace mmx_test;
 
 namespace {
 
-class Prefixes : public ::testing::Test {
+class Prefixes : public SharedModelTest<Prefixes> {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    write_test_model(dir_->path());
-    model_ = load_model(dir_->path()).release();
-  }
-  static void TearDownTestSuite() {
-    mmx_model_free(model_);
-    delete dir_;
-  }
-  void SetUp() override { ASSERT_NE(model_, nullptr); }
 
   static std::vector<int32_t> tokens(size_t n, uint32_t salt) {
     std::vector<int32_t> t(n);
@@ -62,11 +52,7 @@ class Prefixes : public ::testing::Test {
     expect_same_greedy(whole, from_prefix, max_abs_logit(whole.logits.back().second), "answer from the prefix");
   }
 
-  static TempDir* dir_;
-  static mmx_model* model_;
 };
-TempDir* Prefixes::dir_ = nullptr;
-mmx_model* Prefixes::model_ = nullptr;
 
 TEST_F(Prefixes, SavedAndReloadedPrefixMatchesTheWholeDocument) {
   const std::vector<int32_t> doc = tokens(150, 1), question = tokens(12, 2);
