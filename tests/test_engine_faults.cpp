@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 
 #include "core/error.h"
 #include "engine/engine.h"
@@ -19,6 +21,8 @@ class FaultyBackend : public Backend {
 
   std::atomic<int> fail_step{-1};       // begin_step number that throws
   std::atomic<int> fail_new_state{-1};  // new_state call number that throws
+  // The failing step waits for this, so a test can submit more work before the fault hits.
+  std::atomic<bool> fault_gate_open{true};
   Code code = Code::Internal;
 
   std::string name() const override { return inner_->name(); }
@@ -34,10 +38,14 @@ class FaultyBackend : public Backend {
     return inner_->load_state(data, size);
   }
   void begin_step() override {
-    if (steps_++ == fail_step) fail(code, "injected step failure");
+    if (steps_++ == fail_step) {
+      while (!fault_gate_open) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      fail(code, "injected step failure");
+    }
     inner_->begin_step();
   }
   Act alloc(int64_t rows, int64_t cols) override { return inner_->alloc(rows, cols); }
+  Act alloc_residual(int64_t rows, int64_t cols) override { return inner_->alloc_residual(rows, cols); }
   void upload(const float* src, Act dst) override { inner_->upload(src, dst); }
   void download(Act src, float* dst) override { inner_->download(src, dst); }
   void embed(const std::vector<int32_t>& tokens, Act out) override { inner_->embed(tokens, out); }
@@ -119,7 +127,9 @@ TEST(EngineFaults, ADeviceErrorPoisonsTheEngine) {
   Harness h(o);
   h.backend->code = Code::Device;
   h.backend->fail_step = 2;
+  h.backend->fault_gate_open = false;  // the fault waits until both are submitted
   uint64_t running = h.submit(10, 50), queued = h.submit(10, 5);
+  h.backend->fault_gate_open = true;
   std::unique_ptr<Event> fr = h.final_event(running), fq = h.final_event(queued);
   EXPECT_EQ(fr->reason, FinishReason::Error);
   EXPECT_EQ(fr->error_code, Code::Device);
