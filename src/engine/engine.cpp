@@ -65,7 +65,11 @@ MemoryEstimate estimate_memory(const ModelRuntime& rt, const EngineOptions& opti
   MemoryEstimate m;
   m.weight_bytes = rt.weight_bytes();
   m.state_bytes_per_sequence = rt.backend().state_bytes(0);
-  m.kv_bytes_per_token = rt.backend().state_bytes(1) - m.state_bytes_per_sequence;
+  // Averaged over many tokens: a backend may allocate KV a page of tokens at a time (CUDA: 256),
+  // and the first token's cost would then be a whole page.
+  constexpr int64_t kProbeTokens = int64_t(1) << 16;
+  const uint64_t grown = rt.backend().state_bytes(kProbeTokens) - m.state_bytes_per_sequence;
+  m.kv_bytes_per_token = (grown + uint64_t(kProbeTokens) - 1) / uint64_t(kProbeTokens);
   // A step's logits rows: one per decoding sequence plus a prefill chunk's last row.
   m.workspace_bytes = rt.workspace_bytes(options.step_token_budget, options.max_sequences + 1);
   m.total_bytes = m.weight_bytes + m.workspace_bytes + r.state_budget;
