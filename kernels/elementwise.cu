@@ -21,32 +21,53 @@ struct ScaleAddOp {
   __device__ float operator()(float h, float a) const { return alpha * h + beta * a; }
 };
 
-// out[i] = op(a[i], b ? b[i] : 0). out may alias a or b: each element is read and written by
-// the same thread.
-template <typename Op, bool kVec>
-__global__ void binary_kernel(const bf16* a, const bf16* b, bf16* out, int64_t n, Op op) {
+// Typed access: activations are bf16, the residual stream fp32; math is always fp32.
+// load8/store8 move 8 elements (16 or 32 bytes) at index v*8, for 16-byte aligned pointers.
+__device__ __forceinline__ float load1(const bf16* p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float load1(const float* p, int64_t i) { return p[i]; }
+__device__ __forceinline__ void store1(bf16* p, int64_t i, float v) { p[i] = __float2bfloat16(v); }
+__device__ __forceinline__ void store1(float* p, int64_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void load8(const bf16* p, int64_t v, float* f) {
+  bf16x8_to_f32(reinterpret_cast<const Bf16x8*>(p)[v], f);
+}
+__device__ __forceinline__ void load8(const float* p, int64_t v, float* f) {
+  const float4 a = reinterpret_cast<const float4*>(p)[2 * v], b = reinterpret_cast<const float4*>(p)[2 * v + 1];
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+__device__ __forceinline__ void store8(bf16* p, int64_t v, const float* f) {
+  reinterpret_cast<Bf16x8*>(p)[v] = f32_to_bf16x8(f);
+}
+__device__ __forceinline__ void store8(float* p, int64_t v, const float* f) {
+  reinterpret_cast<float4*>(p)[2 * v] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[2 * v + 1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+
+// out[i] = op(a[i], b ? b[i] : 0). out may alias a or b (same type): each element is read and
+// written by the same thread.
+template <typename Op, bool kVec, typename A, typename B, typename O>
+__global__ void binary_kernel(const A* a, const B* b, O* out, int64_t n, Op op) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if constexpr (kVec) {
     const int64_t n8 = n / 8;
     for (int64_t v = i; v < n8; v += stride) {
       float fa[8], fb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, fo[8];
-      bf16x8_to_f32(reinterpret_cast<const Bf16x8*>(a)[v], fa);
-      if (b) bf16x8_to_f32(reinterpret_cast<const Bf16x8*>(b)[v], fb);
+      load8(a, v, fa);
+      if (b) load8(b, v, fb);
 #pragma unroll
       for (int j = 0; j < 8; ++j) fo[j] = op(fa[j], fb[j]);
-      reinterpret_cast<Bf16x8*>(out)[v] = f32_to_bf16x8(fo);
+      store8(out, v, fo);
     }
     i += n8 * 8;  // the tail, at most 7 elements
   }
   for (; i < n; i += stride) {
-    const float fb = b ? __bfloat162float(b[i]) : 0.0f;
-    out[i] = __float2bfloat16(op(__bfloat162float(a[i]), fb));
+    const float fb = b ? load1(b, i) : 0.0f;
+    store1(out, i, op(load1(a, i), fb));
   }
 }
 
-template <typename Op>
-void launch_binary(const bf16* a, const bf16* b, bf16* out, int64_t n, Op op, cudaStream_t s,
+template <typename Op, typename A, typename B, typename O>
+void launch_binary(const A* a, const B* b, O* out, int64_t n, Op op, cudaStream_t s,
                    const char* what) {
   if (n <= 0) return;
   constexpr int kThreads = 256;
@@ -60,24 +81,27 @@ void launch_binary(const bf16* a, const bf16* b, bf16* out, int64_t n, Op op, cu
 }
 
 // ---- RMSNorm: one block per row; fp32 statistics; the second pass re-reads x (L1/L2 hit).
-template <bool kVec>
-__global__ void rms_norm_kernel(const bf16* x, const float* w, float eps, bf16* out,
+// `low` (optional) receives a bf16 copy of the output: the matrix products' input when the
+// output is the fp32 residual stream, written in the same pass.
+template <bool kVec, typename In, typename Out>
+__global__ void rms_norm_kernel(const In* x, const float* w, float eps, Out* out, bf16* low,
                                 int64_t cols) {
   __shared__ float red[32];
-  const bf16* xr = x + int64_t(blockIdx.x) * cols;
-  bf16* outr = out + int64_t(blockIdx.x) * cols;
+  const In* xr = x + int64_t(blockIdx.x) * cols;
+  Out* outr = out + int64_t(blockIdx.x) * cols;
+  bf16* lowr = low ? low + int64_t(blockIdx.x) * cols : nullptr;
   float ss = 0.0f;
   if constexpr (kVec) {
     const int64_t c8 = cols / 8;
     for (int64_t v = threadIdx.x; v < c8; v += blockDim.x) {
       float f[8];
-      bf16x8_to_f32(reinterpret_cast<const Bf16x8*>(xr)[v], f);
+      load8(xr, v, f);
 #pragma unroll
       for (int j = 0; j < 8; ++j) ss += f[j] * f[j];
     }
   } else {
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const float f = __bfloat162float(xr[c]);
+      const float f = load1(xr, c);
       ss += f * f;
     }
   }
@@ -87,28 +111,33 @@ __global__ void rms_norm_kernel(const bf16* x, const float* w, float eps, bf16* 
     const int64_t c8 = cols / 8;
     for (int64_t v = threadIdx.x; v < c8; v += blockDim.x) {
       float f[8];
-      bf16x8_to_f32(reinterpret_cast<const Bf16x8*>(xr)[v], f);
+      load8(xr, v, f);
 #pragma unroll
       for (int j = 0; j < 8; ++j) f[j] = f[j] * inv * w[v * 8 + j];
-      reinterpret_cast<Bf16x8*>(outr)[v] = f32_to_bf16x8(f);
+      store8(outr, v, f);
+      if (lowr) store8(lowr, v, f);
     }
   } else {
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-      outr[c] = __float2bfloat16(__bfloat162float(xr[c]) * inv * w[c]);
+    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+      const float f = load1(xr, c) * inv * w[c];
+      store1(outr, c, f);
+      if (lowr) store1(lowr, c, f);
+    }
   }
 }
 
+template <typename Out>
 __global__ void embed_kernel(const int32_t* ids, const bf16* table, int64_t V, int64_t H,
-                             bf16* out) {
+                             Out* out) {
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
-  bf16* dst = out + t * H;
+  Out* dst = out + t * H;
   if (id < 0 || id >= V) {
-    for (int64_t c = threadIdx.x; c < H; c += blockDim.x) dst[c] = __float2bfloat16(0.0f);
+    for (int64_t c = threadIdx.x; c < H; c += blockDim.x) store1(dst, c, 0.0f);
     return;
   }
   const bf16* src = table + int64_t(id) * H;
-  for (int64_t c = threadIdx.x; c < H; c += blockDim.x) dst[c] = src[c];
+  for (int64_t c = threadIdx.x; c < H; c += blockDim.x) store1(dst, c, __bfloat162float(src[c]));
 }
 
 __global__ void gather_kernel(const bf16* x, int64_t x_rows, const int32_t* rows, int64_t cols,
@@ -151,20 +180,31 @@ int row_threads(int64_t cols) {
 
 }  // namespace
 
-void rms_norm(const bf16* x, const float* w, float eps, bf16* out, int64_t rows, int64_t cols,
-              cudaStream_t stream) {
+template <typename In, typename Out>
+static void launch_rms_norm(const In* x, const float* w, float eps, Out* out, bf16* low,
+                            int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
   const int threads = row_threads(cols);
-  if (cols % 8 == 0 && aligned16(x) && aligned16(out)) {
-    rms_norm_kernel<true><<<unsigned(rows), threads, 0, stream>>>(x, w, eps, out, cols);
+  if (cols % 8 == 0 && aligned16(x) && aligned16(out) && (!low || aligned16(low))) {
+    rms_norm_kernel<true><<<unsigned(rows), threads, 0, stream>>>(x, w, eps, out, low, cols);
   } else {
-    rms_norm_kernel<false><<<unsigned(rows), threads, 0, stream>>>(x, w, eps, out, cols);
+    rms_norm_kernel<false><<<unsigned(rows), threads, 0, stream>>>(x, w, eps, out, low, cols);
   }
   MMX_CUDA_CHECK_LAUNCH("rms_norm kernel launch");
 }
 
+void rms_norm(const bf16* x, const float* w, float eps, bf16* out, int64_t rows, int64_t cols,
+              cudaStream_t stream) {
+  launch_rms_norm(x, w, eps, out, static_cast<bf16*>(nullptr), rows, cols, stream);
+}
+
+void rms_norm(const float* x, const float* w, float eps, float* out, bf16* out_bf16,
+              int64_t rows, int64_t cols, cudaStream_t stream) {
+  launch_rms_norm(x, w, eps, out, out_bf16, rows, cols, stream);
+}
+
 void silu_inplace(bf16* x, int64_t n, cudaStream_t stream) {
-  launch_binary(x, nullptr, x, n, SiluOp{}, stream, "silu kernel launch");
+  launch_binary(x, static_cast<const bf16*>(nullptr), x, n, SiluOp{}, stream, "silu kernel launch");
 }
 
 void sigmoid_mul(const bf16* gate, bf16* x, int64_t n, cudaStream_t stream) {
@@ -176,11 +216,27 @@ void scale_add(const bf16* h, float alpha, const bf16* a, float beta, bf16* out,
   launch_binary(h, a, out, n, ScaleAddOp{alpha, beta}, stream, "scale_add kernel launch");
 }
 
-void embed_rows(const int32_t* ids, int64_t T, const bf16* table, int64_t V, int64_t H,
-                bf16* out, cudaStream_t stream) {
+void scale_add(const float* h, float alpha, const bf16* a, float beta, float* out, int64_t n,
+               cudaStream_t stream) {
+  launch_binary(h, a, out, n, ScaleAddOp{alpha, beta}, stream, "scale_add kernel launch");
+}
+
+template <typename Out>
+static void launch_embed(const int32_t* ids, int64_t T, const bf16* table, int64_t V, int64_t H,
+                         Out* out, cudaStream_t stream) {
   if (T <= 0) return;
   embed_kernel<<<unsigned(T), row_threads(H), 0, stream>>>(ids, table, V, H, out);
   MMX_CUDA_CHECK_LAUNCH("embed kernel launch");
+}
+
+void embed_rows(const int32_t* ids, int64_t T, const bf16* table, int64_t V, int64_t H,
+                bf16* out, cudaStream_t stream) {
+  launch_embed(ids, T, table, V, H, out, stream);
+}
+
+void embed_rows(const int32_t* ids, int64_t T, const bf16* table, int64_t V, int64_t H,
+                float* out, cudaStream_t stream) {
+  launch_embed(ids, T, table, V, H, out, stream);
 }
 
 void gather_rows(const bf16* x, int64_t x_rows, const int32_t* rows, int64_t n, int64_t cols,

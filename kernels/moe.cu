@@ -11,8 +11,12 @@ namespace {
 constexpr int kRouterTokens = 8;
 constexpr int kRouterThreads = 256;
 
+__device__ __forceinline__ float to_f32(float v) { return v; }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename X>
 __global__ void __launch_bounds__(kRouterThreads)
-    router_kernel(const __nv_bfloat16* x, const float* wg, int64_t T, int64_t H, int64_t E,
+    router_kernel(const X* x, const float* wg, int64_t T, int64_t H, int64_t E,
                   float* logits) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const int nwarps = kRouterThreads / kWarp;
@@ -27,7 +31,7 @@ __global__ void __launch_bounds__(kRouterThreads)
       const float wv = w[h];
 #pragma unroll
       for (int i = 0; i < kRouterTokens; ++i)
-        if (i < nt) acc[i] = fmaf(wv, __bfloat162float(x[(t0 + i) * H + h]), acc[i]);
+        if (i < nt) acc[i] = fmaf(wv, to_f32(x[(t0 + i) * H + h]), acc[i]);
     }
 #pragma unroll
     for (int i = 0; i < kRouterTokens; ++i) {
@@ -198,12 +202,23 @@ __global__ void combine_kernel(const __nv_bfloat16* y, const int32_t* slot, cons
 
 }  // namespace
 
+template <typename X>
+static void launch_router(const X* x, const float* wg, int64_t T, int64_t H, int64_t E,
+                          float* logits, cudaStream_t stream) {
+  if (T <= 0 || E <= 0) return;
+  router_kernel<X><<<unsigned(ceil_div(T, kRouterTokens)), kRouterThreads, 0, stream>>>(
+      x, wg, T, H, E, logits);
+  MMX_CUDA_CHECK_LAUNCH("router kernel launch");
+}
+
 void router_logits(const __nv_bfloat16* x, const float* wg, int64_t T, int64_t H, int64_t E,
                    float* logits, cudaStream_t stream) {
-  if (T <= 0 || E <= 0) return;
-  router_kernel<<<unsigned(ceil_div(T, kRouterTokens)), kRouterThreads, 0, stream>>>(x, wg, T, H,
-                                                                                    E, logits);
-  MMX_CUDA_CHECK_LAUNCH("router kernel launch");
+  launch_router(x, wg, T, H, E, logits, stream);
+}
+
+void router_logits(const float* x, const float* wg, int64_t T, int64_t H, int64_t E,
+                   float* logits, cudaStream_t stream) {
+  launch_router(x, wg, T, H, E, logits, stream);
 }
 
 void route_topk(const float* logits, int64_t T, int64_t E, int64_t k, int32_t* topk_idx,

@@ -1,6 +1,6 @@
 // MoE routing and combination kernels (model-spec §7). The expert products themselves are
 // the grouped GEMV (kernels/w8a16_gemm.h) for small batches, or per-expert GEMMs.
-//   router_logits: logits[T, E] = x[T, H] · Wg[E, H]^T in fp32 (bf16 x, fp32 Wg)
+//   router_logits: logits[T, E] = x[T, H] · Wg[E, H]^T in fp32 (bf16 or fp32 x, fp32 Wg)
 //   route_topk:    softmax over E in fp32, top-k (ties: lower expert index first),
 //                  weights renormalised to sum 1
 //   moe_permute:   stable counting sort of the T*k assignments by expert (deterministic)
@@ -18,6 +18,8 @@ namespace mmx::cuda {
 constexpr int kMaxExperts = 1024;
 
 void router_logits(const __nv_bfloat16* x, const float* wg, int64_t T, int64_t H, int64_t E,
+                   float* logits, cudaStream_t stream);
+void router_logits(const float* x, const float* wg, int64_t T, int64_t H, int64_t E,
                    float* logits, cudaStream_t stream);
 
 void route_topk(const float* logits, int64_t T, int64_t E, int64_t k, int32_t* topk_idx,

@@ -14,7 +14,7 @@
 #   SANITIZE_TIMEOUT seconds per sanitizer run (default: 150)
 #   TIME_BUDGET      seconds after which remaining sanitizer runs are skipped, so the summary
 #                    still prints inside a 10-minute call (default: 540)
-#   RACECHECK_FILTER gtest filter for the racecheck runs (default: the golden-fixture cases and
+#   RACECHECK_FILTER gtest filter for the racecheck runs (default: the golden-fixture, demo-model,
 #                    the 100k-token and long-cache cases, which memcheck covers, are left out:
 #                    under racecheck they ran past 120 s on an H100)
 #   BENCH_ARGS       extra arguments for bench_cuda (e.g. --quick)
@@ -36,7 +36,7 @@ OUT=${OUT:-$BUILD/gpu_check}
 SANITIZE_TIMEOUT=${SANITIZE_TIMEOUT:-150}
 TIME_BUDGET=${TIME_BUDGET:-540}
 started=$(date +%s)
-RACECHECK_FILTER=${RACECHECK_FILTER:--Golden/Fixture.*:*100k*:*LongCache*}
+RACECHECK_FILTER=${RACECHECK_FILTER:--Golden/Fixture.*:*100k*:*LongCache*:*DemoModel*}
 DEPS_DIR=${MMX_DEPS_DIR:-.deps}
 mkdir -p "$OUT"
 phases=("$@")

@@ -16,11 +16,12 @@ namespace mmx {
 class Communicator;
 
 // An activation buffer owned by the backend (host memory for CPU, device memory for CUDA),
-// row-major [rows, cols]. The element type is the backend's choice (CPU: fp32; CUDA: bf16 or
-// fp32); the forward pass never touches `data`.
+// row-major [rows, cols]. The element type is the backend's choice (CPU: fp32; CUDA: bf16,
+// fp32 for the residual stream) and recorded in `dtype`; the forward pass never touches `data`.
 struct Act {
   void* data = nullptr;
   int64_t rows = 0, cols = 0;
+  DType dtype = DType::F32;
 };
 
 // One sequence's state, owned and laid out by the backend: an fp32 [heads, d, d] lightning
@@ -77,6 +78,11 @@ class Backend {
   // ---- step activations: allocations stay valid until the next begin_step()
   virtual void begin_step() = 0;
   virtual Act alloc(int64_t rows, int64_t cols) = 0;
+  // An activation of the residual stream: the hidden state x and the normalised h that the
+  // post-norm adds back (model-spec §4). Their rounding error compounds over every layer, so
+  // a backend with low-precision activations keeps these at full precision (CUDA: fp32 while
+  // the other activations are bf16; on a trained model this halves the logits error).
+  virtual Act alloc_residual(int64_t rows, int64_t cols) { return alloc(rows, cols); }
   // Host fp32 <-> activation copies (tests, debugging, twin comparisons). n = rows * cols.
   virtual void upload(const float* src, Act dst) = 0;
   virtual void download(Act src, float* dst) = 0;

@@ -27,9 +27,9 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
   const ShardPlan plan = ShardPlan::make(c, be_.shard());
   const int64_t H = c.hidden, nh = plan.heads, d = c.head_dim, nkv = plan.kv_heads;
   be_.begin_step();
-  Act x = be_.alloc(T, H);
-  Act h = be_.alloc(T, H);
-  Act a = be_.alloc(T, H);
+  Act x = be_.alloc_residual(T, H);  // the hidden state
+  Act h = be_.alloc_residual(T, H);  // normalised x: sublayer input and residual (post-norm)
+  Act a = be_.alloc(T, H);           // sublayer output
   be_.embed(tokens, x);
 
   for (int64_t i = 0; i < c.layers; ++i) {

@@ -26,6 +26,7 @@
 #include "model/forward.h"
 #include "model/tensor_store.h"
 #include "test_util.h"
+#include "tokenizer/tokenizer.h"
 
 using cuda_test::make_backend;
 
@@ -439,5 +440,87 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) {
       return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
     });
+
+// ---- a trained model on real text: the issue's bounds --------------------------------------
+// The golden fixtures above are tiny random models: chaotic, they amplify any rounding (even
+// bf16 matrix-product inputs alone move tiny_c by 7e-2 in a CPU simulation), so their bound
+// is loose. The bundled demo model is trained, like the models this library serves: there the
+// device must give logits within 1e-2 (bf16 weights) / 2e-2 (W8A16, against the CPU on the
+// same int8 weights) of the fp32 CPU, as the relative error of each prompt's logits (2-norm
+// over all its checked rows), with no row beyond twice that; and the same greedy tokens.
+// Rows over the bound whose token's routing nearly ties are exempt as above (the demo has 4
+// experts, top-2; near ties are common). A CPU simulation of this recipe (bf16 everywhere but
+// the fp32 residual stream) puts the worst prompt at 6e-3 and the worst row at 1.2e-2.
+class DemoModel : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DemoModel, HeldOutTextWithinIssueBounds) {
+  MMX_SKIP_WITHOUT_GPU();
+  const std::string weights = GetParam();
+  const double tol = weights == "bf16" ? 1e-2 : 2e-2;
+  auto model = mmx::Model::load(mmx_test::source_path("models/demo"));
+  auto tok = mmx::Tokenizer::load_dir(mmx_test::source_path("models/demo"));
+  auto ids = tok->encode(mmx_test::read_file(mmx_test::data_path("demo/heldout.txt")), true);
+  ASSERT_GE(ids.size(), size_t(1500));
+  ids.resize(1500);
+  std::shared_ptr<mmx::Model> ref_model = model;
+  if (weights == "int8") ref_model = cuda_test::host_quantised(*model);
+  const int64_t V = model->config().vocab;
+  auto cpu = make_backend("cpu"), gpu = make_backend("cuda", weights);
+  cpu->prepare(*ref_model);
+  gpu->prepare(*model);
+  const std::string tag = "demo " + weights;
+
+  std::vector<int32_t> rows;
+  for (int32_t r = 0; r < 1500; r += 37) rows.push_back(r);
+  rows.push_back(1499);
+  std::vector<float> margins;
+  const auto want = prefill_logits(*ref_model, *cpu, ids, rows, 1 << 30, &margins);
+  const auto got = prefill_logits(*model, *gpu, ids, rows, 512);  // three chunks and a part
+  const auto err = cuda_test::row_norm_rel_errors(got, want, V);
+  ASSERT_EQ(err.size(), rows.size());
+  double num = 0, den = 0, worst_row = 0;
+  int exempt = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (err[r] > tol && margins[r] < kNearTie) {
+      ++exempt;
+      std::printf("  %s: row %d exempt as a routing flip (error %.3g, margin %.3g)\n", tag.c_str(),
+                  rows[r], err[r], margins[r]);
+      continue;
+    }
+    worst_row = std::max(worst_row, err[r]);
+    for (int64_t v = 0; v < V; ++v) {
+      const double d = double(got[r * size_t(V) + size_t(v)]) - want[r * size_t(V) + size_t(v)];
+      num += d * d;
+      den += double(want[r * size_t(V) + size_t(v)]) * want[r * size_t(V) + size_t(v)];
+    }
+  }
+  const double prompt_err = std::sqrt(num / den);
+  std::printf("  %s: %zu rows of a 1500-token prompt: relative error %.3g (bound %.3g), worst row %.3g "
+              "(bound %.3g), %d exempt\n", tag.c_str(), rows.size(), prompt_err, tol, worst_row, 2 * tol, exempt);
+  EXPECT_LE(prompt_err, tol) << tag;
+  EXPECT_LE(worst_row, 2 * tol) << tag;
+  EXPECT_LE(exempt * 5, int(rows.size())) << tag << ": too many rows exempt as routing flips";
+
+  // Greedy continuation of the prompt's first 600 tokens: the same 32 tokens, except after a
+  // step too close to call (then the paths part and the comparison stops).
+  const std::vector<int32_t> prompt(ids.begin(), ids.begin() + 600);
+  const Generation ref = generate(*ref_model, *cpu, prompt, 32);
+  const Generation free = generate(*model, *gpu, prompt, 32);
+  const float slack = float(2.0 * kGreedyTolerance * max_abs(ref.logits));
+  int same = 0;
+  for (size_t s = 0; s < ref.tokens.size(); ++s) {
+    if (free.tokens[s] != ref.tokens[s]) {
+      const float gap = top2_gap(ref.logits.data() + s * size_t(V), V);
+      EXPECT_LE(gap, slack) << tag << ": greedy token " << s << " differs by a reference gap of " << gap;
+      std::printf("  %s: greedy paths part at step %zu (reference gap %.3g)\n", tag.c_str(), s, gap);
+      break;
+    }
+    ++same;
+  }
+  std::printf("  %s: greedy continuation: %d of %zu tokens equal\n", tag.c_str(), same, ref.tokens.size());
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, DemoModel, ::testing::ValuesIn(kWeightModes),
+                         [](const auto& info) { return std::string(info.param); });
 
 }  // namespace

@@ -37,6 +37,9 @@ using bf16 = __nv_bfloat16;
 constexpr uint64_t kSyntheticSeed = 0x6d696e696d6178ull;
 
 bf16* act_ptr(Act a) { return static_cast<bf16*>(a.data); }
+float* f32_ptr(Act a) { return static_cast<float*>(a.data); }
+bool is_bf16(Act a) { return a.dtype == DType::BF16; }
+bool is_f32(Act a) { return a.dtype == DType::F32; }
 
 std::string shape_str(Act a) {
   return "[" + std::to_string(a.rows) + ", " + std::to_string(a.cols) + "]";
@@ -175,6 +178,7 @@ std::unique_ptr<SeqState> CudaBackend::load_state(const uint8_t* data, size_t si
 void CudaBackend::begin_step() {
   make_current();
   acts_->reset(stream_);
+  low_.source = nullptr;
 }
 
 Act CudaBackend::alloc(int64_t rows, int64_t cols) {
@@ -185,12 +189,25 @@ Act CudaBackend::alloc(int64_t rows, int64_t cols) {
             "cuda backend: activation [" + std::to_string(rows) + ", " + std::to_string(cols) +
                 "] is too large");
   make_current();
-  return Act{acts_->alloc(size_t(rows * cols) * sizeof(bf16)), rows, cols};
+  return Act{acts_->alloc(size_t(rows * cols) * sizeof(bf16)), rows, cols, DType::BF16};
+}
+
+Act CudaBackend::alloc_residual(int64_t rows, int64_t cols) {
+  Act a = alloc(rows, 2 * cols);  // the same checks, and fp32 takes twice the bytes
+  a.cols = cols;
+  a.dtype = DType::F32;
+  return a;
 }
 
 void CudaBackend::upload(const float* src, Act dst) {
   make_current();
+  overwritten(dst);
   const size_t n = size_t(dst.rows * dst.cols);
+  if (is_f32(dst)) {
+    MMX_CUDA(cudaMemcpyAsync(dst.data, src, n * 4, cudaMemcpyHostToDevice, stream_));
+    MMX_CUDA(cudaStreamSynchronize(stream_));
+    return;
+  }
   std::vector<uint16_t> h(n);
   for (size_t i = 0; i < n; ++i) h[i] = mmx::f32_to_bf16(src[i]);
   MMX_CUDA(cudaMemcpyAsync(dst.data, h.data(), n * 2, cudaMemcpyHostToDevice, stream_));
@@ -200,10 +217,43 @@ void CudaBackend::upload(const float* src, Act dst) {
 void CudaBackend::download(Act src, float* dst) {
   make_current();
   const size_t n = size_t(src.rows * src.cols);
+  if (is_f32(src)) {
+    MMX_CUDA(cudaMemcpyAsync(dst, src.data, n * 4, cudaMemcpyDeviceToHost, stream_));
+    MMX_CUDA(cudaStreamSynchronize(stream_));
+    return;
+  }
   std::vector<uint16_t> h(n);
   MMX_CUDA(cudaMemcpyAsync(h.data(), src.data, n * 2, cudaMemcpyDeviceToHost, stream_));
   MMX_CUDA(cudaStreamSynchronize(stream_));
   for (size_t i = 0; i < n; ++i) dst[i] = mmx::bf16_to_f32(h[i]);
+}
+
+// ---- the bf16 copy of an fp32 activation -------------------------------------------------------
+
+bf16* CudaBackend::bf16_copy_buffer(int64_t rows, int64_t cols) {
+  const size_t bytes = size_t(rows * cols) * sizeof(bf16);
+  if (low_.buffer.size() < bytes) {
+    MMX_CUDA(cudaStreamSynchronize(stream_));  // kernels queued earlier may read the old one
+    low_.buffer = DeviceBuffer();
+    low_.buffer = DeviceBuffer(budget_, bytes, "bf16 copy of the residual stream");
+  }
+  return static_cast<bf16*>(low_.buffer.get());
+}
+
+const bf16* CudaBackend::bf16_input(Act x) {
+  if (is_bf16(x)) return act_ptr(x);
+  if (low_.source != x.data || low_.rows != x.rows || low_.cols != x.cols) {
+    bf16* dst = bf16_copy_buffer(x.rows, x.cols);
+    f32_to_bf16(f32_ptr(x), dst, x.rows * x.cols, stream_);
+    low_.source = x.data;
+    low_.rows = x.rows;
+    low_.cols = x.cols;
+  }
+  return static_cast<const bf16*>(low_.buffer.get());
+}
+
+void CudaBackend::overwritten(Act a) {
+  if (low_.source == a.data) low_.source = nullptr;
 }
 
 // ---- dense and element-wise ops -----------------------------------------------------------------
@@ -218,11 +268,15 @@ void CudaBackend::embed(const std::vector<int32_t>& tokens, Act out) {
     MMX_CHECK(id >= 0 && id < V, Code::InvalidArgument,
               "cuda backend: embed: token id " + std::to_string(id) + " out of range [0, " +
                   std::to_string(V) + ")");
+  overwritten(out);
   if (T == 0) return;
   scratch_->reset(stream_);
   auto* ids = static_cast<int32_t*>(scratch_->alloc(size_t(T) * 4));
   staging_.upload(tokens.data(), size_t(T) * 4, ids, stream_);
-  embed_rows(ids, T, weights_->embed(), V, H, act_ptr(out), stream_);
+  if (is_f32(out))
+    embed_rows(ids, T, weights_->embed(), V, H, f32_ptr(out), stream_);
+  else
+    embed_rows(ids, T, weights_->embed(), V, H, act_ptr(out), stream_);
 }
 
 void CudaBackend::rms_norm(Act x, const WeightRef& w, double eps, Act out) {
@@ -231,8 +285,20 @@ void CudaBackend::rms_norm(Act x, const WeightRef& w, double eps, Act out) {
   CHECK_ACT(x.cols == w.numel() && out.rows == x.rows && out.cols == x.cols, "rms_norm",
             "input " + shape_str(x) + ", output " + shape_str(out) + ", weight '" + w.name +
                 "' of " + std::to_string(w.numel()) + " values");
-  cuda::rms_norm(act_ptr(x), weights_->vector_f32(w), float(eps), act_ptr(out), x.rows, x.cols,
-                 stream_);
+  CHECK_ACT(x.dtype == out.dtype, "rms_norm", "input and output differ in element type");
+  if (is_bf16(x)) {
+    overwritten(out);
+    cuda::rms_norm(act_ptr(x), weights_->vector_f32(w), float(eps), act_ptr(out), x.rows, x.cols,
+                   stream_);
+    return;
+  }
+  // The residual stream: the bf16 copy the next matrix products read is written alongside.
+  bf16* low = bf16_copy_buffer(x.rows, x.cols);
+  cuda::rms_norm(f32_ptr(x), weights_->vector_f32(w), float(eps), f32_ptr(out), low, x.rows,
+                 x.cols, stream_);
+  low_.source = out.data;
+  low_.rows = out.rows;
+  low_.cols = out.cols;
 }
 
 void CudaBackend::linear(Act x, const WeightRef& w, Act out) {
@@ -243,12 +309,16 @@ void CudaBackend::linear(Act x, const WeightRef& w, Act out) {
             "input " + shape_str(x) + " and output " + shape_str(out) + " do not fit weight '" +
                 w.name + "' [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
                 "] (input and output must be distinct)");
+  CHECK_ACT(is_bf16(out), "linear", "the output must be a bf16 activation (alloc())");
   const DeviceMatrix& m = weights_->linear(w);
-  linear_->run(act_ptr(x), x.rows, m, act_ptr(out), stream_);
+  const bf16* in = bf16_input(x);
+  overwritten(out);
+  linear_->run(in, x.rows, m, act_ptr(out), stream_);
 }
 
 void CudaBackend::silu(Act x) {
   make_current();
+  CHECK_ACT(is_bf16(x), "silu", "the input must be a bf16 activation (alloc())");
   silu_inplace(act_ptr(x), x.rows * x.cols, stream_);
 }
 
@@ -256,6 +326,7 @@ void CudaBackend::sigmoid_mul(Act gate, Act x) {
   make_current();
   CHECK_ACT(gate.rows == x.rows && gate.cols == x.cols, "sigmoid_mul",
             "gate " + shape_str(gate) + " and input " + shape_str(x) + " differ");
+  CHECK_ACT(is_bf16(gate) && is_bf16(x), "sigmoid_mul", "the operands must be bf16 activations (alloc())");
   cuda::sigmoid_mul(act_ptr(gate), act_ptr(x), x.rows * x.cols, stream_);
 }
 
@@ -264,8 +335,15 @@ void CudaBackend::scale_add(Act h, double alpha, Act a, double beta, Act out) {
   CHECK_ACT(h.rows == a.rows && h.cols == a.cols && out.rows == h.rows && out.cols == h.cols,
             "scale_add",
             "shapes " + shape_str(h) + ", " + shape_str(a) + ", " + shape_str(out) + " differ");
-  cuda::scale_add(act_ptr(h), float(alpha), act_ptr(a), float(beta), act_ptr(out),
-                  h.rows * h.cols, stream_);
+  CHECK_ACT(is_bf16(a) && h.dtype == out.dtype, "scale_add",
+            "a must be a bf16 activation and h and the output of one element type");
+  overwritten(out);
+  if (is_f32(h))
+    cuda::scale_add(f32_ptr(h), float(alpha), act_ptr(a), float(beta), f32_ptr(out),
+                    h.rows * h.cols, stream_);
+  else
+    cuda::scale_add(act_ptr(h), float(alpha), act_ptr(a), float(beta), act_ptr(out),
+                    h.rows * h.cols, stream_);
 }
 
 // ---- attention: CudaAttention's -----------------------------------------------------------------
@@ -278,6 +356,7 @@ void CudaBackend::lightning_attention(int layer, Act qkv, const StepBatch& batch
             "lightning_attention",
             "qkv " + shape_str(qkv) + " and output " + shape_str(out) + " do not fit " +
                 std::to_string(T) + " tokens");
+  CHECK_ACT(is_bf16(qkv) && is_bf16(out), "lightning_attention", "activations must be bf16 (alloc())");
   scratch_->reset(stream_);
   attention_->lightning(layer, qkv.data, batch, out.data);
 }
@@ -293,6 +372,8 @@ void CudaBackend::softmax_attention(int layer, Act q, Act k, Act v, const StepBa
             "softmax_attention",
             "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v) + ", output " +
                 shape_str(out) + " do not fit " + std::to_string(T) + " tokens");
+  CHECK_ACT(is_bf16(q) && is_bf16(k) && is_bf16(v) && is_bf16(out), "softmax_attention",
+            "activations must be bf16 (alloc())");
   scratch_->reset(stream_);
   attention_->softmax(layer, q.data, k.data, v.data, batch, out.data);
 }
@@ -308,6 +389,7 @@ void CudaBackend::logits(Act x, const std::vector<int32_t>& rows, float* out) {
     CHECK_ACT(r >= 0 && r < x.rows, "logits",
               "row " + std::to_string(r) + " outside the " + std::to_string(x.rows) + " rows");
   if (R == 0) return;
+  const bf16* xb = bf16_input(x);
   scratch_->reset(stream_);
   auto* rows_dev = static_cast<int32_t*>(scratch_->alloc(size_t(R) * 4));
   staging_.upload(rows.data(), size_t(R) * 4, rows_dev, stream_);
@@ -317,7 +399,7 @@ void CudaBackend::logits(Act x, const std::vector<int32_t>& rows, float* out) {
   auto* lg = static_cast<float*>(scratch_->alloc(size_t(chunk * V) * 4));
   for (int64_t r0 = 0; r0 < R; r0 += chunk) {
     const int64_t nr = std::min(chunk, R - r0);
-    gather_rows(act_ptr(x), x.rows, rows_dev + r0, nr, H, xr, stream_);
+    gather_rows(xb, x.rows, rows_dev + r0, nr, H, xr, stream_);
     lt_->matmul(xr, H, weights_->lm_head(), H, lg, V, true, nr, V, H, stream_);
     MMX_CUDA(cudaMemcpyAsync(out + r0 * V, lg, size_t(nr * V) * 4, cudaMemcpyDeviceToHost, stream_));
     MMX_CUDA(cudaStreamSynchronize(stream_));

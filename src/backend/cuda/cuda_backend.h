@@ -1,5 +1,5 @@
 // CudaBackend: the Backend ops on one NVIDIA GPU (sm_80 or newer). Activations are bf16 on
-// the device; weights follow model-spec §8 (W8A16 by default, or bf16); attention and the
+// the device, the residual stream (alloc_residual) fp32; weights follow model-spec §8 (W8A16 by default, or bf16); attention and the
 // sequence states are CudaAttention's (attention.h). Everything runs on one stream, so ops
 // are ordered without further synchronisation; the calls that return data to the host
 // (download, logits) and large-batch MoE synchronise.
@@ -40,6 +40,7 @@ class CudaBackend final : public Backend {
 
   void begin_step() override;
   Act alloc(int64_t rows, int64_t cols) override;
+  Act alloc_residual(int64_t rows, int64_t cols) override;
   void upload(const float* src, Act dst) override;
   void download(Act src, float* dst) override;
 
@@ -80,6 +81,12 @@ class CudaBackend final : public Backend {
   void require_prepared(const char* op) const;
   void make_current() const;  // the calling thread's current device := ours
   int64_t layer_index(const LayerWeights& lw) const;
+  // The bf16 form of an activation for the matrix products: bf16 ones as they are; for an fp32
+  // one the copy rms_norm wrote beside it, or a fresh conversion (kept until overwritten).
+  const __nv_bfloat16* bf16_input(Act x);
+  __nv_bfloat16* bf16_copy_buffer(int64_t rows, int64_t cols);
+  // An op is about to write `a`: a bf16 copy made of it is stale from now on.
+  void overwritten(Act a);
   void moe_grouped_gemv(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
                         const int32_t* offsets, const int32_t* sorted_token,
                         const int32_t* active, const int32_t* active_count,
@@ -105,6 +112,12 @@ class CudaBackend final : public Backend {
   ModelConfig config_;
   std::unique_ptr<DeviceWeights> weights_;
   std::unique_ptr<CudaAttention> attention_;
+  // The one bf16 copy of an fp32 activation kept: of `source`'s [rows, cols], in `buffer`.
+  struct Bf16Copy {
+    const void* source = nullptr;
+    int64_t rows = 0, cols = 0;
+    DeviceBuffer buffer;
+  } low_;
 };
 
 }  // namespace cuda

@@ -37,7 +37,10 @@ void CudaBackend::moe(const LayerWeights& lw, Act x, Act out) {
   if (T == 0) return;
   scratch_->reset(stream_);
   DeviceArena& s = *scratch_;
-  const bf16* xp = static_cast<const bf16*>(x.data);
+  MMX_CHECK(out.dtype == DType::BF16, Code::InvalidArgument,
+            "cuda backend: moe: the output must be a bf16 activation (alloc())");
+  const bf16* xp = bf16_input(x);  // the experts' input; the router reads x as it is
+  overwritten(out);
 
   float* logits = take<float>(s, T * E);
   int32_t* topk_idx = take<int32_t>(s, n);
@@ -49,7 +52,10 @@ void CudaBackend::moe(const LayerWeights& lw, Act x, Act out) {
   int32_t* active_count = take<int32_t>(s, 1);
   bf16* ys = take<bf16>(s, n * H);  // expert outputs, in sorted (expert-major) order
 
-  router_logits(xp, L.router, T, H, E, logits, stream_);
+  if (x.dtype == DType::F32)
+    router_logits(static_cast<const float*>(x.data), L.router, T, H, E, logits, stream_);
+  else
+    router_logits(xp, L.router, T, H, E, logits, stream_);
   route_topk(logits, T, E, k, topk_idx, topk_w, stream_);
   moe_permute(topk_idx, n, k, E, offsets, sorted_token, slot, active, active_count, stream_);
 
