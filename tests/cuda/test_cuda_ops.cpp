@@ -167,6 +167,84 @@ TEST(CudaOps, ElementwiseOpsMatchCpu) {
   }
 }
 
+// The residual stream (alloc_residual) is fp32 on the device: its ops keep fp32 exactly,
+// and the products reading it (linear, MoE, logits) take its bf16 copy, which must follow
+// every write to it.
+TEST(CudaOps, ResidualStreamOpsMatchCpu) {
+  MMX_SKIP_WITHOUT_GPU();
+  mmx::ModelConfig c = cuda_test::medium_config();
+  c.top_k = c.experts;  // no routing near-ties between the fp32 CPU and the bf16 experts' input
+  Twin t(c, DType::BF16, "bf16");
+  const int64_t H = t.config().hidden, T = 7;
+  const size_t n = size_t(T * H);
+  auto residual = [&](const std::vector<float>& v) {
+    std::pair<Act, Act> a{t.cpu->alloc_residual(T, H), t.gpu->alloc_residual(T, H)};
+    t.cpu->upload(v.data(), a.first);
+    t.gpu->upload(v.data(), a.second);
+    return a;
+  };
+  std::vector<float> xv(n);
+  for (size_t i = 0; i < n; ++i) xv[i] = std::sin(0.37f * float(i)) * 3.0f + 1e-3f * float(i % 7);
+  auto x = residual(xv);
+  EXPECT_EQ(x.second.dtype, DType::F32);
+  EXPECT_EQ(Twin::get(*t.gpu, x.second), xv) << "fp32 upload/download round trip";
+  auto h = residual(std::vector<float>(n, kNaN));
+  t.cpu->rms_norm(x.first, t.layer(0).input_norm, 1e-5, h.first);
+  t.gpu->rms_norm(x.second, t.layer(0).input_norm, 1e-5, h.second);
+  t.expect_close(h, 1e-5, "fp32 rms_norm");
+
+  // Products read the bf16 copy written beside h ...
+  const mmx::WeightRef& wq = t.layer(0).qkv.rows ? t.layer(0).qkv : t.layer(0).q;
+  auto q = t.output(T, wq.rows);
+  t.cpu->linear(h.first, wq, q.first);
+  t.gpu->linear(h.second, wq, q.second);
+  t.expect_close(q, 1e-2, "linear of the residual stream");
+  auto m = t.output(T, H);
+  t.cpu->moe(t.layer(0), h.first, m.first);
+  t.gpu->moe(t.layer(0), h.second, m.second);
+  t.expect_close(m, 2e-2, "moe of the residual stream");
+
+  // ... scale_add writes fp32 from fp32 h and bf16 a ...
+  t.cpu->scale_add(h.first, 1.7, m.first, 0.9, x.first);
+  t.gpu->scale_add(h.second, 1.7, m.second, 0.9, x.second);
+  t.expect_close(x, 1e-2, "fp32 scale_add");
+  // ... and a copy made of x (no rms_norm wrote one) follows a later write to x.
+  t.cpu->linear(x.first, wq, q.first);
+  t.gpu->linear(x.second, wq, q.second);
+  t.expect_close(q, 1e-2, "linear of a converted residual");
+  t.cpu->scale_add(x.first, 0.5, m.first, 2.0, x.first);
+  t.gpu->scale_add(x.second, 0.5, m.second, 2.0, x.second);
+  t.cpu->linear(x.first, wq, q.first);
+  t.gpu->linear(x.second, wq, q.second);
+  t.expect_close(q, 1e-2, "linear after the residual changed");
+  std::vector<float> yv(n);
+  for (size_t i = 0; i < n; ++i) yv[i] = std::cos(0.11f * float(i));
+  t.cpu->upload(yv.data(), x.first);
+  t.gpu->upload(yv.data(), x.second);
+  t.cpu->linear(x.first, wq, q.first);
+  t.gpu->linear(x.second, wq, q.second);
+  t.expect_close(q, 1e-2, "linear after an upload into the residual");
+
+  std::vector<int32_t> tokens = {3, 0, 17, 17};
+  std::pair<Act, Act> e{t.cpu->alloc_residual(4, H), t.gpu->alloc_residual(4, H)};
+  t.cpu->embed(tokens, e.first);
+  t.gpu->embed(tokens, e.second);
+  t.expect_close(e, 0, "fp32 embed");
+  const int64_t V = t.config().vocab;
+  std::vector<float> want(2 * size_t(V)), got(2 * size_t(V), kNaN);
+  t.cpu->logits(h.first, {0, 6}, want.data());
+  t.gpu->logits(h.second, {0, 6}, got.data());
+  EXPECT_LE(mmx_test::max_rel_error(got.data(), want.data(), want.size()), 1e-2) << "logits of the residual";
+
+  // Mixed element types where an op needs one are refused, naming the op.
+  try {
+    t.gpu->silu(x.second);
+    ADD_FAILURE() << "silu accepted an fp32 activation";
+  } catch (const mmx::Error& err) {
+    EXPECT_NE(std::string(err.what()).find("silu"), std::string::npos) << err.what();
+  }
+}
+
 TEST(CudaOps, EmbedAndLogitsMatchCpu) {
   MMX_SKIP_WITHOUT_GPU();
   for (const Mode& mode : kExactModes) {
