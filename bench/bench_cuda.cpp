@@ -348,6 +348,27 @@ struct Bench {
       }, warm, reps);
       rep.row("decode", "step B=" + std::to_string(B), ms, decode_floor_bytes(B), 0,
               std::to_string(int(double(B) / ms * 1e3)) + " tok/s");
+      // How long the host takes to queue one decode step (no logits, so nothing waits for the
+      // device) against the step's device time. Well below it, the device never waits for a
+      // launch, and what CUDA graphs could still save is the gaps between dependent kernels.
+      std::vector<double> queue_ms, total_ms;
+      for (int i = 0; i < (opt.quick ? 3 : 7); ++i) {
+        MMX_CUDA(cudaStreamSynchronize(stream()));
+        const auto t0 = std::chrono::steady_clock::now();
+        mmx::StepBatch d;
+        for (auto& s : states) d.seqs.push_back({s.get(), 1, s->tokens});
+        fwd.run(d, tok, {}, nullptr);
+        const auto t1 = std::chrono::steady_clock::now();
+        MMX_CUDA(cudaStreamSynchronize(stream()));
+        const auto t2 = std::chrono::steady_clock::now();
+        queue_ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        total_ms.push_back(std::chrono::duration<double, std::milli>(t2 - t0).count());
+      }
+      const double q = median(queue_ms), t = median(total_ms);
+      std::printf("  %-10s %-44s host queues it in %.3f ms of %.3f ms (%.0f%%)\n", "decode",
+                  ("step B=" + std::to_string(B) + " launch cost").c_str(), q, t, 100.0 * q / t);
+      rep.value("decode_B" + std::to_string(B) + "_host_queue_ms", q);
+      rep.value("decode_B" + std::to_string(B) + "_no_logits_ms", t);
     }
     // One prefill chunk of opt.chunk tokens from an empty state.
     const int64_t T = opt.chunk;
