@@ -87,6 +87,14 @@ class Backend {
   virtual void upload(const float* src, Act dst) = 0;
   virtual void download(Act src, float* dst) = 0;
 
+  // The forward pass brackets a step's ops, from the embedding to the final norm, with these
+  // (logits() comes after end_layers()). A backend may record the ops in between and run them
+  // as one unit: the CUDA backend captures decode steps into CUDA graphs, so the whole step
+  // is one launch. Every op still runs (or is recorded) in order, and the results are the
+  // same either way; the defaults do nothing.
+  virtual void begin_layers(const StepBatch& batch) { (void)batch; }
+  virtual void end_layers() {}
+
   // ---- ops over the T = rows flattened tokens of a step
   // out[t] = embed[tokens[t]]
   virtual void embed(const std::vector<int32_t>& tokens, Act out) = 0;

@@ -30,6 +30,8 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
   Act x = be_.alloc_residual(T, H);  // the hidden state
   Act h = be_.alloc_residual(T, H);  // normalised x: sublayer input and residual (post-norm)
   Act a = be_.alloc(T, H);           // sublayer output
+  const bool want_logits = logits && !logit_rows.empty();
+  be_.begin_layers(batch);
   be_.embed(tokens, x);
 
   for (int64_t i = 0; i < c.layers; ++i) {
@@ -76,14 +78,13 @@ void Forward::run(const StepBatch& batch, const std::vector<int32_t>& tokens,
     be_.scale_add(h, c.mlp_alpha, a, c.mlp_beta, x);
   }
 
+  if (want_logits) be_.rms_norm(x, w.final_norm, c.rms_eps, h);
+  be_.end_layers();
   for (const auto& s : batch.seqs) s.state->tokens += s.n_tokens;
 
   if (logits) {
     logits->assign(logit_rows.size() * size_t(c.vocab), 0.0f);
-    if (!logit_rows.empty()) {
-      be_.rms_norm(x, w.final_norm, c.rms_eps, h);
-      be_.logits(h, logit_rows, logits->data());
-    }
+    if (want_logits) be_.logits(h, logit_rows, logits->data());
   }
 }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "cuda/cuda_test_helpers.h"
 #include "model/forward.h"
 #include "model/tensor_store.h"
@@ -337,6 +338,73 @@ TEST_P(RandomModel, MixedBatchMatchesCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Weights, RandomModel, ::testing::ValuesIn(kWeightModes),
+                         [](const auto& info) { return std::string(info.param); });
+
+// ---- CUDA graphs: decode steps captured and launched as one unit ---------------------------
+// The same kernels in the same order, so the logits must be bit-identical to running the ops
+// one by one. The steps cross a KV page boundary (256 positions; pages are allocated before
+// the capture) and change batch size (each new size runs once without a graph first).
+class DecodeGraphs : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DecodeGraphs, BitIdenticalToOpByOp) {
+  MMX_SKIP_WITHOUT_GPU();
+  const std::string weights = GetParam();
+  const mmx::ModelConfig c = cuda_test::medium_config();  // top-2 of 8 experts, one softmax layer
+  auto base = mmx::make_random_model(c, 23, mmx::DType::BF16);
+  auto model = weights == "int8" ? cuda_test::host_quantised(*base) : base;
+  std::vector<std::vector<float>> steps[2];
+  const mmx::cuda::CudaBackend::GraphStats* stats = nullptr;
+  std::unique_ptr<mmx::Backend> keep;
+  for (int graphs = 0; graphs < 2; ++graphs) {
+    auto be = make_backend("cuda", weights);
+    auto* cuda = dynamic_cast<mmx::cuda::CudaBackend*>(be.get());
+    ASSERT_NE(cuda, nullptr);
+    cuda->tuning().decode_graphs = graphs == 1;
+    be->prepare(*model);
+    mmx::Forward fwd(*model, *be);
+    std::vector<std::unique_ptr<mmx::SeqState>> st;
+    std::vector<int32_t> next;
+    std::vector<float> out;
+    for (int64_t len : {250, 30, 1, 7}) {  // prompts, one per sequence
+      st.push_back(be->new_state());
+      mmx::StepBatch b;
+      b.seqs.push_back({st.back().get(), len, 0});
+      fwd.run(b, random_tokens(size_t(len), c.vocab, uint64_t(len)), {int32_t(len - 1)}, &out);
+      next.push_back(argmax(out.data(), c.vocab));
+    }
+    // 12 steps of four sequences (the first crosses position 256), then 5 of two.
+    for (int s = 0; s < 17; ++s) {
+      const size_t live = s < 12 ? 4 : 2;
+      mmx::StepBatch d;
+      std::vector<int32_t> ids, rows;
+      for (size_t i = 0; i < live; ++i) {
+        d.seqs.push_back({st[i].get(), 1, st[i]->tokens});
+        ids.push_back(next[i]);
+        rows.push_back(int32_t(i));
+      }
+      fwd.run(d, ids, rows, &out);
+      for (size_t i = 0; i < live; ++i) next[i] = argmax(out.data() + i * size_t(c.vocab), c.vocab);
+      steps[graphs].push_back(out);
+    }
+    if (graphs == 1) {
+      stats = &cuda->graph_stats();
+      keep = std::move(be);  // stats stay readable
+    }
+  }
+  ASSERT_EQ(steps[0].size(), steps[1].size());
+  for (size_t s = 0; s < steps[0].size(); ++s)
+    EXPECT_EQ(steps[1][s], steps[0][s]) << weights << ": decode step " << s << " differs with graphs: "
+                                        << cuda_test::worst_diff(steps[1][s], steps[0][s], c.vocab);
+  // Sizes 4 and 2 each warm up once; the other 15 steps run as graphs, and after the first
+  // capture of a size the instantiated graph is updated in place.
+  std::printf("  %s: %lld steps as graphs, %lld updated in place, %lld instantiated\n", weights.c_str(),
+              (long long)stats->launched, (long long)stats->updated, (long long)stats->instantiated);
+  EXPECT_EQ(stats->launched, 15);
+  EXPECT_EQ(stats->updated + stats->instantiated, 15);
+  EXPECT_GE(stats->updated, 10) << "most steps should reuse the instantiated graph";
+}
+
+INSTANTIATE_TEST_SUITE_P(Weights, DecodeGraphs, ::testing::ValuesIn(kWeightModes),
                          [](const auto& info) { return std::string(info.param); });
 
 // ---- golden fixtures ------------------------------------------------------------------------

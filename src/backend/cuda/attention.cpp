@@ -95,48 +95,6 @@ class PagePool {
   std::vector<void*> slabs_, free_;
 };
 
-// Host -> device copies of per-call descriptors through a ring of pinned buffers: the host
-// may run several ops ahead of the device before it waits for a buffer to be read.
-class UploadRing {
- public:
-  UploadRing() = default;
-  ~UploadRing() {
-    for (Slot& s : slots_) {
-      if (s.done) cudaEventSynchronize(s.done), cudaEventDestroy(s.done);
-      if (s.host) cudaFreeHost(s.host);
-    }
-  }
-  UploadRing(const UploadRing&) = delete;
-  UploadRing& operator=(const UploadRing&) = delete;
-
-  void upload(const void* src, size_t bytes, void* dst, cudaStream_t stream) {
-    if (bytes == 0) return;
-    Slot& s = slots_[next_++ % slots_.size()];
-    if (!s.done) MMX_CUDA(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
-    MMX_CUDA(cudaEventSynchronize(s.done));  // the copy that last read this buffer is done
-    if (s.bytes < bytes) {
-      if (s.host) MMX_CUDA(cudaFreeHost(s.host));
-      s.host = nullptr;
-      s.bytes = 0;
-      const size_t want = std::max<size_t>(bytes, 4096);
-      MMX_CUDA(cudaMallocHost(&s.host, want));
-      s.bytes = want;
-    }
-    std::memcpy(s.host, src, bytes);
-    MMX_CUDA(cudaMemcpyAsync(dst, s.host, bytes, cudaMemcpyHostToDevice, stream));
-    MMX_CUDA(cudaEventRecord(s.done, stream));
-  }
-
- private:
-  struct Slot {
-    void* host = nullptr;
-    size_t bytes = 0;
-    cudaEvent_t done = nullptr;
-  };
-  std::array<Slot, 8> slots_{};
-  size_t next_ = 0;
-};
-
 // Carves one scratch allocation into 256-byte aligned parts.
 class ScratchPlan {
  public:
@@ -152,6 +110,13 @@ class ScratchPlan {
 };
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Held while a step is captured into a CUDA graph; a state's destructor takes it around its
+// device-wide synchronisation, which must not run into another thread's capture.
+std::mutex& capture_mutex() {
+  static std::mutex mu;
+  return mu;
+}
 
 uint64_t next_owner_id() {
   static std::mutex mu;
@@ -180,6 +145,7 @@ struct CudaSeqState final : SeqState {
     if (previous != device) cudaSetDevice(device);
     // Kernels queued earlier may still read this state; its pages return to the pool only
     // once the device is done with them.
+    std::lock_guard<std::mutex> no_capture(capture_mutex());
     cudaDeviceSynchronize();
     cudaFree(lightning);
     cudaFree(table);
@@ -204,7 +170,6 @@ struct CudaAttention::Impl {
   std::shared_ptr<PagePool> pool;
   float* decay_pow = nullptr;  // [layers][heads][kDecayPowCount]
   float* inv_freq = nullptr;   // [rotary_dim / 2]
-  UploadRing uploads;
 
   Impl() = default;
   Impl(const Impl&) = delete;
@@ -261,8 +226,8 @@ struct CudaAttention::Impl {
     MMX_CHECK(need <= max_pages, Code::Internal, "cuda attention: block table overflow");
     while (int64_t(st.pages.size()) < need) st.pages.push_back(pool->acquire());
     if (st.table_filled < st.pages.size()) {
-      uploads.upload(st.pages.data() + st.table_filled, (st.pages.size() - st.table_filled) * sizeof(void*),
-                     st.table + st.table_filled, env.stream);
+      env.upload(st.pages.data() + st.table_filled, (st.pages.size() - st.table_filled) * sizeof(void*),
+                 st.table + st.table_filled);
       st.table_filled = st.pages.size();
     }
   }
@@ -297,7 +262,8 @@ CudaAttention::CudaAttention(const ModelConfig& config, AttentionEnv env, int kv
   m.nh = config.heads;
   m.nkv = config.kv_heads;
   m.d = config.head_dim;
-  MMX_CHECK(m.env.scratch != nullptr, Code::InvalidArgument, "cuda attention: no scratch allocator");
+  MMX_CHECK(m.env.scratch != nullptr && m.env.upload != nullptr, Code::InvalidArgument,
+            "cuda attention: no scratch allocator or upload function");
   MMX_CHECK(kv_page_tokens > 0, Code::InvalidArgument, "cuda attention: kv_page_tokens must be positive");
   MMX_CHECK(int64_t(config.layer_kinds.size()) == config.layers && m.nh > 0, Code::InvalidArgument,
             "cuda attention: inconsistent model config");
@@ -456,6 +422,19 @@ std::unique_ptr<SeqState> CudaAttention::load_state(const uint8_t* data, size_t 
   return st;
 }
 
+void CudaAttention::reserve(const StepBatch& batch) {
+  Impl& m = *impl_;
+  if (m.n_softmax == 0) return;
+  DeviceScope scope(m.env.device);
+  const std::vector<CudaSeqState*> states = m.batch_states(batch, "reserve");
+  for (size_t i = 0; i < states.size(); ++i)
+    if (batch.seqs[i].n_tokens > 0) m.ensure_pages(*states[i], batch.seqs[i].start_pos + batch.seqs[i].n_tokens);
+}
+
+std::unique_lock<std::mutex> CudaAttention::hold_state_releases() {
+  return std::unique_lock<std::mutex>(capture_mutex());
+}
+
 void CudaAttention::lightning(int layer, const void* qkv, const StepBatch& batch, void* out) {
   Impl& m = *impl_;
   m.check_layer(layer, LayerKind::Lightning, "lightning");
@@ -480,7 +459,7 @@ void CudaAttention::lightning(int layer, const void* qkv, const StepBatch& batch
   std::vector<LightningSeqDesc> descs(prefill);
   descs.insert(descs.end(), decode.begin(), decode.end());
   auto* dev = static_cast<LightningSeqDesc*>(m.scratch(descs.size() * sizeof(LightningSeqDesc)));
-  m.uploads.upload(descs.data(), descs.size() * sizeof(LightningSeqDesc), dev, m.env.stream);
+  m.env.upload(descs.data(), descs.size() * sizeof(LightningSeqDesc), dev);
 
   LightningArgs args;
   args.qkv = qkv;
@@ -557,7 +536,7 @@ void CudaAttention::softmax(int layer, const void* q, const void* k, const void*
   std::memcpy(blob.data() + at_desc, descs.data(), desc_bytes);
   if (tile_bytes) std::memcpy(blob.data() + at_tiles, tiles.data(), tile_bytes);
   if (decode_bytes) std::memcpy(blob.data() + at_decode, decode.data(), decode_bytes);
-  m.uploads.upload(blob.data(), blob.size(), scratch, m.env.stream);
+  m.env.upload(blob.data(), blob.size(), scratch);
 
   PagedKv kv;
   kv.page_tokens = m.page_tokens;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "backend/backend.h"
@@ -20,6 +21,9 @@ struct AttentionEnv {
   // Device scratch memory for one op call (valid for the duration of the call, reused after):
   // the backend hands out an arena; the attention code asks for what it needs.
   std::function<void*(size_t bytes)> scratch;
+  // Queues a host -> device copy on `stream`; `src` may be reused when it returns (the
+  // backend's HostStaging, which is also safe while the stream is captured).
+  std::function<void(const void* src, size_t bytes, void* dst)> upload;
 };
 
 // All calls enqueue on env.stream (save/load synchronise it) and must come from one thread at
@@ -38,6 +42,13 @@ class CudaAttention {
   uint64_t state_bytes(int64_t tokens) const;
   void save_state(const SeqState& s, std::vector<uint8_t>* out) const;  // state_format.h layout
   std::unique_ptr<SeqState> load_state(const uint8_t* data, size_t size);
+
+  // Allocates the KV pages the step's tokens will be written to (what the softmax op would do
+  // on its own), so a step recorded as a CUDA graph allocates nothing.
+  void reserve(const StepBatch& batch);
+  // While the returned lock is held, no sequence state is destroyed (their destructors
+  // synchronise the whole device, which must not happen during a stream capture).
+  static std::unique_lock<std::mutex> hold_state_releases();
 
   // qkv: bf16 [T, 3*nh*d] (SiLU applied), out: bf16 [T, nh*d]. Updates the fp32 states.
   void lightning(int layer, const void* qkv, const StepBatch& batch, void* out);

@@ -102,7 +102,9 @@ CudaBackend::CudaBackend(const BackendOptions& opts) : budget_(opts.memory_limit
 
 CudaBackend::~CudaBackend() {
   cudaSetDevice(device_);
+  abort_capture();
   if (stream_) cudaStreamSynchronize(stream_);
+  for (auto& [size, exec] : graphs_) cudaGraphExecDestroy(exec);
   // Everything that may hold device memory or use the stream goes before the stream.
   attention_.reset();
   weights_.reset();
@@ -137,6 +139,7 @@ void CudaBackend::prepare(const Model& model) {
   env.device = device_;
   env.stream = stream_;
   env.scratch = [this](size_t bytes) { return scratch_->alloc(bytes); };
+  env.upload = [this](const void* src, size_t bytes, void* dst) { staging_.upload(src, bytes, dst, stream_); };
   attention_ = std::make_unique<CudaAttention>(c, env);
   config_ = c;
   model_ = &model;
@@ -177,8 +180,100 @@ std::unique_ptr<SeqState> CudaBackend::load_state(const uint8_t* data, size_t si
 
 void CudaBackend::begin_step() {
   make_current();
+  abort_capture();
+  if (!retired_.empty()) {
+    MMX_CUDA(cudaStreamSynchronize(stream_));  // kernels queued earlier may use them
+    retired_.clear();
+  }
   acts_->reset(stream_);
+  staging_.begin_step(stream_);
   low_.source = nullptr;
+  warming_ = 0;
+}
+
+// ---- CUDA graphs of decode steps ----------------------------------------------------------------
+
+bool CudaBackend::graph_eligible(const StepBatch& batch) const {
+  if (!tuning_.decode_graphs || batch.seqs.empty()) return false;
+  for (const StepSeq& s : batch.seqs)
+    if (s.n_tokens != 1) return false;
+  const int64_t T = int64_t(batch.seqs.size());
+  // The MoE's per-expert GEMM path synchronises with the host; the others do not.
+  const bool moe_async = T <= tuning_.moe_gemv_max_tokens || (int8_ && T <= tuning_.moe_mma_max_tokens);
+  return T <= tuning_.graph_max_tokens && moe_async;
+}
+
+void CudaBackend::begin_layers(const StepBatch& batch) {
+  require_prepared("begin_layers");
+  make_current();
+  abort_capture();
+  if (!graph_eligible(batch)) return;
+  const int64_t T = int64_t(batch.seqs.size());
+  if (!warm_sizes_.count(T)) {
+    warming_ = T;  // this one runs as usual and grows what the captured ones will use
+    return;
+  }
+  attention_->reserve(batch);  // KV pages are allocated now, not inside the capture
+  capture_lock_ = CudaAttention::hold_state_releases();
+  const cudaError_t err = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);
+  if (err != cudaSuccess) {
+    capture_lock_.unlock();
+    MMX_CUDA_CHECK(err, "cudaStreamBeginCapture");
+  }
+  capturing_ = true;
+  capture_size_ = T;
+}
+
+void CudaBackend::end_layers() {
+  if (warming_) warm_sizes_.insert(warming_);
+  warming_ = 0;
+  if (!capturing_) return;
+  make_current();
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+  if (err != cudaSuccess || !graph) {
+    capture_lock_.unlock();
+    cudaGetLastError();
+    fail(Code::Internal, std::string("cuda backend: capturing a decode step failed: ") + cudaGetErrorString(err));
+  }
+  if (!graphs_.count(capture_size_) && graphs_.size() >= 16) {  // bound what is kept
+    for (auto& [size, old] : graphs_) cudaGraphExecDestroy(old);
+    graphs_.clear();
+  }
+  cudaGraphExec_t& exec = graphs_[capture_size_];
+  if (exec) {
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(exec, graph, &info) == cudaSuccess) {
+      ++graph_stats_.updated;
+    } else {  // another shape (e.g. a different kernel choice): instantiate anew
+      cudaGetLastError();
+      cudaGraphExecDestroy(exec);
+      exec = nullptr;
+    }
+  }
+  cudaError_t launch = cudaSuccess;
+  if (!exec) {
+    launch = cudaGraphInstantiate(&exec, graph, 0);
+    if (launch == cudaSuccess) ++graph_stats_.instantiated;
+    else exec = nullptr;
+  }
+  cudaGraphDestroy(graph);
+  if (launch == cudaSuccess) launch = cudaGraphLaunch(exec, stream_);
+  capture_lock_.unlock();
+  if (!exec) graphs_.erase(capture_size_);
+  MMX_CUDA_CHECK(launch, "launching a decode step's CUDA graph");
+  ++graph_stats_.launched;
+}
+
+void CudaBackend::abort_capture() {
+  if (!capturing_) return;
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  cudaStreamEndCapture(stream_, &graph);
+  if (graph) cudaGraphDestroy(graph);
+  cudaGetLastError();
+  if (capture_lock_.owns_lock()) capture_lock_.unlock();
 }
 
 Act CudaBackend::alloc(int64_t rows, int64_t cols) {
@@ -233,7 +328,10 @@ void CudaBackend::download(Act src, float* dst) {
 bf16* CudaBackend::bf16_copy_buffer(int64_t rows, int64_t cols) {
   const size_t bytes = size_t(rows * cols) * sizeof(bf16);
   if (low_.buffer.size() < bytes) {
-    MMX_CUDA(cudaStreamSynchronize(stream_));  // kernels queued earlier may read the old one
+    if (capturing_)
+      retired_.push_back(std::move(low_.buffer));  // recorded kernels read it; freed next step
+    else
+      MMX_CUDA(cudaStreamSynchronize(stream_));  // kernels queued earlier may read the old one
     low_.buffer = DeviceBuffer();
     low_.buffer = DeviceBuffer(budget_, bytes, "bf16 copy of the residual stream");
   }

@@ -7,7 +7,10 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +42,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<SeqState> load_state(const uint8_t* data, size_t size) override;
 
   void begin_step() override;
+  void begin_layers(const StepBatch& batch) override;
+  void end_layers() override;
   Act alloc(int64_t rows, int64_t cols) override;
   Act alloc_residual(int64_t rows, int64_t cols) override;
   void upload(const float* src, Act dst) override;
@@ -66,10 +71,23 @@ class CudaBackend final : public Backend {
   // GEMV, then (int8 weights) up to moe_mma_max_tokens the grouped tensor-core kernel, both
   // without host synchronisation; above, per-expert GEMMs (one synchronisation per layer).
   // Linear layers: see LinearRunner. Adjustable for benchmarks and tests.
+  // Decode steps (every sequence one token) of up to graph_max_tokens tokens are captured
+  // into a CUDA graph and launched as one, after one step of that size ran without a graph
+  // (it grows the buffers, which a capture must not). Each step is captured anew, since
+  // positions, pages and descriptors change, and the instantiated graph of that size is
+  // updated in place (cudaGraphExecUpdate); only a change of shape instantiates another.
   struct Tuning {
     int64_t moe_gemv_max_tokens = 64;
     int64_t moe_mma_max_tokens = 2048;
+    bool decode_graphs = true;
+    int64_t graph_max_tokens = 256;
   };
+  struct GraphStats {
+    int64_t launched = 0;       // steps run as a graph
+    int64_t updated = 0;        // ... of which updated an instantiated graph in place
+    int64_t instantiated = 0;   // graphs instantiated
+  };
+  const GraphStats& graph_stats() const { return graph_stats_; }
   Tuning& tuning() { return tuning_; }
   LinearRunner& linear_runner() { return *linear_; }
   const DeviceWeights& device_weights() const {
@@ -87,6 +105,9 @@ class CudaBackend final : public Backend {
   __nv_bfloat16* bf16_copy_buffer(int64_t rows, int64_t cols);
   // An op is about to write `a`: a bf16 copy made of it is stale from now on.
   void overwritten(Act a);
+  // Ends a capture an exception interrupted, dropping what it recorded.
+  void abort_capture();
+  bool graph_eligible(const StepBatch& batch) const;
   void moe_grouped_gemv(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
                         const int32_t* offsets, const int32_t* sorted_token,
                         const int32_t* active, const int32_t* active_count,
@@ -107,7 +128,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceArena> acts_;     // step activations, reset by begin_step()
   std::unique_ptr<DeviceArena> scratch_;  // one op's temporaries, reset at each op
   std::unique_ptr<LinearRunner> linear_;
-  PinnedStaging staging_;
+  HostStaging staging_;
   const Model* model_ = nullptr;
   ModelConfig config_;
   std::unique_ptr<DeviceWeights> weights_;
@@ -118,6 +139,16 @@ class CudaBackend final : public Backend {
     int64_t rows = 0, cols = 0;
     DeviceBuffer buffer;
   } low_;
+  std::vector<DeviceBuffer> retired_;  // replaced while capturing; freed at the next step
+
+  // CUDA graphs of decode steps, by step size (Tuning says when).
+  std::map<int64_t, cudaGraphExec_t> graphs_;
+  std::set<int64_t> warm_sizes_;  // decode step sizes that ran once without a graph
+  int64_t warming_ = 0;           // the size of the step running to warm up, 0 if none
+  bool capturing_ = false;
+  int64_t capture_size_ = 0;
+  std::unique_lock<std::mutex> capture_lock_;  // CudaAttention::hold_state_releases()
+  GraphStats graph_stats_;
 };
 
 }  // namespace cuda

@@ -18,8 +18,13 @@ int64_t LinearRunner::dequant_block_rows(int64_t rows, int64_t cols) {
 
 void* LinearRunner::buffer(DeviceBuffer& b, size_t bytes, const char* what, cudaStream_t stream) {
   if (b.size() < bytes) {
-    // Kernels queued earlier may still use the old buffer.
-    MMX_CUDA(cudaStreamSynchronize(stream));
+    if (capturing(stream)) {
+      retired_.push_back(std::move(b));  // recorded kernels read it: kept until a later call
+    } else {
+      // Kernels queued earlier may still use the old buffer.
+      MMX_CUDA(cudaStreamSynchronize(stream));
+      retired_.clear();
+    }
     b = DeviceBuffer();
     b = DeviceBuffer(budget_, bytes, what);
   }

@@ -10,6 +10,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <vector>
+
 #include "backend/cuda/device_memory.h"
 #include "backend/cuda/lt_gemm.h"
 #include "kernels/w8a16_gemm.h"
@@ -43,6 +45,7 @@ class LinearRunner {
   int sm_count_;
   DeviceBuffer tile_;     // dequantised weight block, grown on demand
   DeviceBuffer partial_;  // split-K partial sums of the tensor-core kernel
+  std::vector<DeviceBuffer> retired_;  // outgrown during a stream capture
 };
 
 }  // namespace mmx::cuda

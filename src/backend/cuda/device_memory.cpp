@@ -1,5 +1,6 @@
 #include "backend/cuda/device_memory.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <utility>
@@ -111,8 +112,14 @@ void* DeviceArena::alloc(size_t bytes) {
   return chunks_.back().get();
 }
 
+bool capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  MMX_CUDA(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 void DeviceArena::reset(cudaStream_t stream) {
-  if (chunks_.size() > 1) {
+  if (chunks_.size() > 1 && !capturing(stream)) {
     const size_t total = capacity();
     MMX_CUDA_CHECK(cudaStreamSynchronize(stream), ("synchronising before resizing " + name_).c_str());
     chunks_.clear();
@@ -123,30 +130,55 @@ void DeviceArena::reset(cudaStream_t stream) {
   in_use_ = 0;
 }
 
-PinnedStaging::~PinnedStaging() {
-  if (done_) {
-    cudaEventSynchronize(done_);
-    cudaEventDestroy(done_);
+HostStaging::~HostStaging() {
+  for (Side& side : sides_) {
+    if (side.done) {
+      cudaEventSynchronize(side.done);
+      cudaEventDestroy(side.done);
+    }
+    for (Block& b : side.blocks) cudaFreeHost(b.host);
   }
-  if (host_) cudaFreeHost(host_);
 }
 
-void PinnedStaging::upload(const void* src, size_t bytes, void* dst, cudaStream_t stream) {
-  if (bytes == 0) return;
-  if (!done_) MMX_CUDA(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
-  // The previous copy out of the pinned buffer must be finished before it is overwritten.
-  MMX_CUDA(cudaEventSynchronize(done_));
-  if (bytes > bytes_) {
-    if (host_) MMX_CUDA(cudaFreeHost(host_));
-    host_ = nullptr;
-    bytes_ = 0;
-    size_t want = bytes < 4096 ? 4096 : bytes * 2;
-    MMX_CUDA(cudaMallocHost(&host_, want));
-    bytes_ = want;
+void HostStaging::begin_step(cudaStream_t stream) {
+  Side& last = sides_[side_];
+  if (!last.done) MMX_CUDA(cudaEventCreateWithFlags(&last.done, cudaEventDisableTiming));
+  MMX_CUDA(cudaEventRecord(last.done, stream));  // after every copy out of `last`
+  last.recorded = true;
+  side_ ^= 1;
+  Side& next = sides_[side_];
+  if (next.recorded) MMX_CUDA(cudaEventSynchronize(next.done));
+  if (next.blocks.size() > 1) {  // merge what the last use of this side needed
+    size_t total = 0;
+    for (Block& b : next.blocks) {
+      total += b.bytes;
+      MMX_CUDA(cudaFreeHost(b.host));
+    }
+    next.blocks.clear();
+    Block merged;
+    MMX_CUDA(cudaMallocHost(reinterpret_cast<void**>(&merged.host), total));
+    merged.bytes = total;
+    next.blocks.push_back(merged);
   }
-  std::memcpy(host_, src, bytes);
-  MMX_CUDA(cudaMemcpyAsync(dst, host_, bytes, cudaMemcpyHostToDevice, stream));
-  MMX_CUDA(cudaEventRecord(done_, stream));
+  for (Block& b : next.blocks) b.used = 0;
+}
+
+void HostStaging::upload(const void* src, size_t bytes, void* dst, cudaStream_t stream) {
+  if (bytes == 0) return;
+  Side& side = sides_[side_];
+  const size_t need = (bytes + 255) & ~size_t(255);  // keep every slice 256-byte aligned
+  if (side.blocks.empty() || side.blocks.back().used + need > side.blocks.back().bytes) {
+    Block b;
+    b.bytes = std::max<size_t>(need, size_t(64) << 10);
+    if (!side.blocks.empty()) b.bytes = std::max(b.bytes, 2 * side.blocks.back().bytes);
+    MMX_CUDA(cudaMallocHost(reinterpret_cast<void**>(&b.host), b.bytes));
+    side.blocks.push_back(b);
+  }
+  Block& b = side.blocks.back();
+  char* slot = b.host + b.used;
+  b.used += need;
+  std::memcpy(slot, src, bytes);
+  MMX_CUDA(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, stream));
 }
 
 }  // namespace mmx::cuda

@@ -56,7 +56,8 @@ class DeviceArena {
   DeviceArena(MemoryBudget& budget, std::string name, size_t initial_bytes);
   void* alloc(size_t bytes);  // 256-byte aligned
   // Starts over. `stream` is synchronised first when chunks are about to be freed (kernels
-  // queued on it may still use them).
+  // queued on it may still use them), except while `stream` is being captured into a CUDA
+  // graph: then the chunks stay as they are (a later reset merges them).
   void reset(cudaStream_t stream);
   size_t capacity() const;
   size_t in_use() const { return in_use_; }
@@ -68,23 +69,42 @@ class DeviceArena {
   size_t chunk_ = 0, offset_ = 0, in_use_ = 0;
 };
 
-// Page-locked host memory for small uploads (token ids, row lists), so copies stay
-// asynchronous. An event marks the last copy that read it; writers wait on it first.
-class PinnedStaging {
+// Page-locked host memory for a step's small uploads (token ids, row lists, attention
+// descriptors, block-table entries), so the copies stay asynchronous. What a step uploads
+// stays untouched until the step after next: the copies may run later than they are queued,
+// and when a step is recorded as a CUDA graph they run only when the graph does. Two sides
+// alternate by step; a side is reused once the device has passed the point where the step
+// after it began (an event, recorded outside any capture).
+class HostStaging {
  public:
-  PinnedStaging() = default;
-  ~PinnedStaging();
-  PinnedStaging(const PinnedStaging&) = delete;
-  PinnedStaging& operator=(const PinnedStaging&) = delete;
-  // Copies `bytes` from host `src` to device `dst` on `stream` through the pinned buffer.
+  HostStaging() = default;
+  ~HostStaging();
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  // A new step: marks the end of the last one's uploads on `stream` and switches sides,
+  // waiting until the copies out of the side being reused are done. Not while capturing.
+  void begin_step(cudaStream_t stream);
+  // Queues a copy of `bytes` from host `src` to device `dst` on `stream`; `src` may be
+  // reused as soon as this returns. Safe inside a stream capture.
   void upload(const void* src, size_t bytes, void* dst, cudaStream_t stream);
 
  private:
-  void* host_ = nullptr;
-  size_t bytes_ = 0;
-  cudaEvent_t done_ = nullptr;
+  struct Block {
+    char* host = nullptr;
+    size_t bytes = 0, used = 0;
+  };
+  struct Side {
+    std::vector<Block> blocks;  // more than one only after a step outgrew the first
+    cudaEvent_t done = nullptr;  // recorded when the step after this side's began
+    bool recorded = false;
+  };
+  Side sides_[2];
+  int side_ = 0;
 };
 
 std::string format_bytes(uint64_t bytes);
+
+// Whether `stream` is being captured into a CUDA graph (no synchronising call may touch it).
+bool capturing(cudaStream_t stream);
 
 }  // namespace mmx::cuda
