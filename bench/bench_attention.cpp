@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "backend/cuda/attention.h"
+#include "backend/cuda/device_memory.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cuda_check.h"
@@ -67,6 +68,7 @@ class Device {
       }
       return scratch_;
     };
+    e.upload = [this](const void* src, size_t bytes, void* dst) { staging_.upload(src, bytes, dst, stream_); };
     return e;
   }
   // n bf16 values of N(0,1) (SiLU'd when silu), a random 8 MiB block repeated: real data,
@@ -135,6 +137,7 @@ class Device {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   std::vector<void*> owned_;
+  mmx::cuda::HostStaging staging_;  // per-call descriptors, as CudaBackend uploads them
 };
 
 mmx::ModelConfig bench_config(int64_t max_positions) {

@@ -394,6 +394,62 @@ struct Bench {
             std::to_string(int(double(T) / ms * 1e3)) + " tok/s (floor: matrix FLOPs)");
   }
 
+  // Decode steps of a small model (the bundled demo's shapes, W8A16): its kernels take a few
+  // microseconds each, so a step is bound by how fast the host issues them rather than by the
+  // device; where CUDA graphs should pay, if anywhere.
+  void small_model_rows() {
+    std::printf("small model (hidden 256, 8 layers, 4 experts): decode steps op by op / as CUDA graphs\n");
+    mmx::ModelConfig c = text01_config(8);
+    c.hidden = 256;
+    c.intermediate = 256;
+    c.heads = 8;
+    c.kv_heads = 2;
+    c.head_dim = 32;
+    c.rotary_dim = 16;
+    c.experts = 4;
+    c.vocab = 4096;
+    c.max_positions = 65536;
+    c.lightning_alpha = c.full_alpha = c.mlp_alpha = 2.0;
+    c.layer_kinds.assign(8, mmx::LayerKind::Lightning);
+    c.layer_kinds[3] = c.layer_kinds[7] = mmx::LayerKind::Softmax;
+    auto small = mmx::Model::synthetic(c);
+    mmx::BackendOptions bo;
+    bo.kind = "cuda";
+    bo.weight_dtype = "int8";
+    auto owner_small = mmx::create_backend(bo);
+    auto* sb = dynamic_cast<mmx::cuda::CudaBackend*>(owner_small.get());
+    sb->prepare(*small);
+    mmx::Forward fwd(*small, *sb);
+    std::vector<float> logits;
+    for (int64_t B : {int64_t(1), int64_t(16)}) {
+      std::vector<std::unique_ptr<mmx::SeqState>> states;
+      mmx::StepBatch prime;
+      for (int64_t i = 0; i < B; ++i) {
+        states.push_back(sb->new_state());
+        prime.seqs.push_back({states.back().get(), 16, 0});
+      }
+      const std::vector<int32_t> ids(static_cast<size_t>(16 * B), 7), tok(static_cast<size_t>(B), 5);
+      std::vector<int32_t> rows;
+      for (int64_t i = 0; i < B; ++i) rows.push_back(int32_t(i));
+      fwd.run(prime, ids, {}, &logits);
+      auto step = [&] {
+        mmx::StepBatch d;
+        for (auto& st : states) d.seqs.push_back({st.get(), 1, st->tokens});
+        fwd.run(d, tok, rows, &logits);
+      };
+      double ms[2];
+      for (int graphs = 0; graphs < 2; ++graphs) {
+        sb->tuning().decode_graphs = graphs == 1;
+        ms[graphs] = time_host(step, warm, 4 * reps);
+      }
+      rep.row("small", "decode step B=" + std::to_string(B) + " op by op", ms[0], 0, 0,
+              std::to_string(int(double(B) / ms[0] * 1e3)) + " tok/s");
+      rep.row("small", "decode step B=" + std::to_string(B) + " CUDA graph", ms[1], 0, 0,
+              std::to_string(int(double(B) / ms[1] * 1e3)) + " tok/s (" +
+                  std::to_string(int(100.0 * (ms[0] - ms[1]) / ms[0])) + "% faster than op by op)");
+    }
+  }
+
   // FLOPs of a T-token prefill from an empty state: the weight products (experts: top-k per
   // token) and the causal softmax attention; the lightning core is under 1% and left out.
   double prefill_flops(int64_t T) const {
@@ -517,6 +573,7 @@ int main(int argc, char** argv) {
     b.moe_rows();
     b.lm_head_rows();
     b.step_rows();
+    b.small_model_rows();
     b.long_prompt_rows();
     b.rep.value("peak_backend_bytes", double(b.be->memory().peak()));
     b.rep.write(opt.json_path);

@@ -14,7 +14,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cuda/device_memory.h"
 #include "backend/cuda/attention.h"
+#include "backend/cuda/device_memory.h"
 #include "backend/state_format.h"
 #include "kernels/flash_attention.h"
 #include "core/dtype.h"
@@ -63,6 +65,7 @@ class Gpu {
     env.device = 0;
     env.stream = stream_;
     env.scratch = [this](size_t bytes) { return scratch(bytes); };
+    env.upload = [this](const void* src, size_t bytes, void* dst) { staging_.upload(src, bytes, dst, stream_); };
     attn_ = std::make_unique<mmx::cuda::CudaAttention>(config, env, page_tokens);
   }
   ~Gpu() {
@@ -108,6 +111,7 @@ class Gpu {
   }
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<DeviceBuffer> scratch_;
+  mmx::cuda::HostStaging staging_;  // as CudaBackend uploads the per-call descriptors
   std::unique_ptr<mmx::cuda::CudaAttention> attn_;
 };
 
