@@ -71,15 +71,19 @@ class CudaBackend final : public Backend {
   // GEMV, then (int8 weights) up to moe_mma_max_tokens the grouped tensor-core kernel, both
   // without host synchronisation; above, per-expert GEMMs (one synchronisation per layer).
   // Linear layers: see LinearRunner. Adjustable for benchmarks and tests.
-  // Decode steps (every sequence one token) of up to graph_max_tokens tokens are captured
-  // into a CUDA graph and launched as one, after one step of that size ran without a graph
-  // (it grows the buffers, which a capture must not). Each step is captured anew, since
-  // positions, pages and descriptors change, and the instantiated graph of that size is
-  // updated in place (cudaGraphExecUpdate); only a change of shape instantiates another.
+  // decode_graphs: decode steps (every sequence one token) of up to graph_max_tokens tokens
+  // are captured into a CUDA graph and launched as one, after one step of that size ran
+  // without a graph (it grows the buffers, which a capture must not). Each step is captured
+  // anew, since positions, pages and descriptors change, and the instantiated graph of that
+  // size is updated in place (cudaGraphExecUpdate); only a change of shape instantiates
+  // another. Off by default: on the H100 it saved nothing on MiniMax-Text-01's shapes (the
+  // host queues a step op by op in a fifth of its device time, so the device never waits;
+  // capturing first delays the start: -3% at batch 1) and helped only a small model at
+  // batch 1 (+20%; -14% at batch 16). bench_cuda measures both ways.
   struct Tuning {
     int64_t moe_gemv_max_tokens = 64;
     int64_t moe_mma_max_tokens = 2048;
-    bool decode_graphs = true;
+    bool decode_graphs = false;
     int64_t graph_max_tokens = 256;
   };
   struct GraphStats {
