@@ -8,6 +8,7 @@
 // includes the logits' copy to the host).
 //
 // Usage: bench_cuda [--layers N] [--json FILE] [--quick] [--long-prompt TOKENS]
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +43,7 @@ struct Options {
   bool quick = false;
   int64_t long_prompt = 131072;
   int64_t chunk = 4096;
+  std::string only;  // one section (linear, peer, moe, lm_head, steps, small, long), for profilers
 };
 
 mmx::ModelConfig text01_config(int layers) {
@@ -526,6 +528,7 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--layers" && i + 1 < argc) o->layers = std::atoi(argv[++i]);
     else if (a == "--long-prompt" && i + 1 < argc) o->long_prompt = std::atoll(argv[++i]);
     else if (a == "--quick") o->quick = true;
+    else if (a == "--only" && i + 1 < argc) o->only = argv[++i];
     else return false;
   }
   return o->layers >= 1 && o->long_prompt >= 1;
@@ -536,7 +539,7 @@ bool parse(int argc, char** argv, Options* o) {
 int main(int argc, char** argv) {
   Options opt;
   if (!parse(argc, argv, &opt)) {
-    std::fprintf(stderr, "usage: bench_cuda [--layers N] [--json FILE] [--quick] [--long-prompt TOKENS]\n");
+    std::fprintf(stderr, "usage: bench_cuda [--layers N] [--json FILE] [--quick] [--long-prompt TOKENS] [--only SECTION]\n");
     return 2;
   }
   if (mmx::cuda_device_count() == 0) {
@@ -567,13 +570,18 @@ int main(int argc, char** argv) {
     b.rep.value("device", props.name);
     b.rep.value("layers", opt.layers);
     b.rep.value("weight_bytes", double(b.be->weight_bytes()));
-    b.linear_rows();
-    b.peer_rows();
-    b.moe_rows();
-    b.lm_head_rows();
-    b.step_rows();
-    b.small_model_rows();
-    b.long_prompt_rows();
+    // Under a profiler started with profiling off (ncu --profile-from-start off), only the
+    // sections are profiled, not the weight generation before them.
+    MMX_CUDA(cudaProfilerStart());
+    auto section = [&](const char* name) { return opt.only.empty() || opt.only == name; };
+    if (section("linear")) b.linear_rows();
+    if (section("peer")) b.peer_rows();
+    if (section("moe")) b.moe_rows();
+    if (section("lm_head")) b.lm_head_rows();
+    if (section("steps")) b.step_rows();
+    if (section("small")) b.small_model_rows();
+    if (section("long")) b.long_prompt_rows();
+    MMX_CUDA(cudaProfilerStop());
     b.rep.value("peak_backend_bytes", double(b.be->memory().peak()));
     b.rep.write(opt.json_path);
     std::printf("total %.1f s\n",

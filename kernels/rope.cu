@@ -1,5 +1,6 @@
-// RoPE + KV append: one CTA per token. The token's cos/sin table is built once in shared
-// memory, then q (to q_out), k (to the cache, rotated) and v (to the cache) are written.
+// RoPE + KV append: a row of CTAs per token, each CTA a few of the token's head rows. The
+// token's cos/sin table is built in shared memory, then q (to q_out), k (to the cache, rotated)
+// and v (to the cache) are written.
 #include "kernels/rope.h"
 
 #include <cuda_bf16.h>
@@ -12,27 +13,11 @@ namespace {
 using bf16 = __nv_bfloat16;
 constexpr int kThreads = 128;
 
-// Rotates the first `rotary` dims of `heads` rows of d values (NeoX rotate-half, like the
-// CPU reference: x_j' = a c - b s, x_{j+half}' = b c + a s) and copies the rest.
-// dst(h) gives the destination row of head h.
-template <typename Dst>
-__device__ void rotate_rows(const bf16* src, int heads, int d, int rotary, const float* cs, const float* sn,
-                            Dst dst) {
-  const int half = rotary / 2;
-  for (int e = threadIdx.x; e < heads * d; e += blockDim.x) {
-    const int h = e / d, i = e % d;
-    if (i >= half && i < rotary) continue;  // written together with its partner i - half
-    const bf16* x = src + int64_t(h) * d;
-    bf16* y = dst(h);
-    if (i < half) {
-      const float a = __bfloat162float(x[i]), b = __bfloat162float(x[i + half]);
-      y[i] = __float2bfloat16_rn(a * cs[i] + (-b) * sn[i]);
-      y[i + half] = __float2bfloat16_rn(b * cs[i] + a * sn[i]);
-    } else {
-      y[i] = x[i];
-    }
-  }
-}
+// One warp per row of d values: the token's q heads, then its k heads, then its v heads. A q or
+// k row has its first `rotary` dims rotated (NeoX rotate-half, like the CPU reference:
+// x_j' = a c - b s, x_{j+half}' = b c + a s) and the rest copied; a v row is copied. q rows go
+// to q_out, k and v rows to the token's place in the KV cache (its page looked up once per row).
+constexpr int kRowsPerBlock = kThreads / kWarp;
 
 __global__ void __launch_bounds__(kThreads) rope_append_kernel(RopeAppendArgs a) {
   extern __shared__ float trig[];  // cos [rotary/2] then sin [rotary/2]
@@ -54,14 +39,36 @@ __global__ void __launch_bounds__(kThreads) rope_append_kernel(RopeAppendArgs a)
   }
   __syncthreads();
 
+  const int lane = threadIdx.x % kWarp;
+  const int row = int(blockIdx.y) * kRowsPerBlock + int(threadIdx.x) / kWarp;
+  if (row >= a.heads + 2 * nkv) return;
   const int64_t qw = int64_t(a.heads) * d, kw = int64_t(nkv) * d;
-  bf16* q_out = static_cast<bf16*>(a.q_out) + t * qw;
-  rotate_rows(static_cast<const bf16*>(a.q) + t * qw, a.heads, d, a.rotary_dim, cs, sn,
-              [&](int h) { return q_out + int64_t(h) * d; });
-  rotate_rows(static_cast<const bf16*>(a.k) + t * kw, nkv, d, a.rotary_dim, cs, sn,
-              [&](int g) { return kv_row(seq, a.kv, pos, g, false); });
-  const bf16* v = static_cast<const bf16*>(a.v) + t * kw;
-  for (int e = threadIdx.x; e < nkv * d; e += blockDim.x) kv_row(seq, a.kv, pos, e / d, true)[e % d] = v[e];
+  const bf16* x;
+  bf16* y;
+  bool rotate = true;
+  if (row < a.heads) {
+    x = static_cast<const bf16*>(a.q) + t * qw + int64_t(row) * d;
+    y = static_cast<bf16*>(a.q_out) + t * qw + int64_t(row) * d;
+  } else if (row < a.heads + nkv) {
+    const int g = row - a.heads;
+    x = static_cast<const bf16*>(a.k) + t * kw + int64_t(g) * d;
+    y = kv_row(seq, a.kv, pos, g, false);
+  } else {
+    const int g = row - a.heads - nkv;
+    x = static_cast<const bf16*>(a.v) + t * kw + int64_t(g) * d;
+    y = kv_row(seq, a.kv, pos, g, true);
+    rotate = false;
+  }
+  for (int i = lane; i < d; i += kWarp) {
+    if (rotate && i < a.rotary_dim) {
+      if (i >= half) continue;  // written together with its partner i - half
+      const float p = __bfloat162float(x[i]), q = __bfloat162float(x[i + half]);
+      y[i] = __float2bfloat16_rn(p * cs[i] + (-q) * sn[i]);
+      y[i + half] = __float2bfloat16_rn(q * cs[i] + p * sn[i]);
+    } else {
+      y[i] = x[i];
+    }
+  }
 }
 
 }  // namespace
@@ -72,7 +79,9 @@ void rope_append_kv(const RopeAppendArgs& a, cudaStream_t stream) {
             Code::InvalidArgument, "rope_append_kv: inconsistent arguments");
   MMX_CHECK(a.total_tokens <= 0x7fffffff, Code::InvalidArgument, "rope_append_kv: too many tokens in one call");
   const size_t smem = size_t(a.rotary_dim) * sizeof(float);
-  rope_append_kernel<<<unsigned(a.total_tokens), kThreads, smem, stream>>>(a);
+  const int rows = a.heads + 2 * a.kv.kv_heads;
+  const dim3 grid(unsigned(a.total_tokens), unsigned(ceil_div(rows, kRowsPerBlock)));
+  rope_append_kernel<<<grid, kThreads, smem, stream>>>(a);
   MMX_CUDA_CHECK_LAUNCH("rope/KV append kernel");
 }
 

@@ -4,7 +4,8 @@
 # summary table last.
 #
 #   tools/gpu_check.sh [PHASE ...]      phases: build test bench sanitize (default: all four,
-#                                        in that order; the sanitizer runs, the slowest, last)
+#                                        in that order; the sanitizer runs, the slowest, last),
+#                                        and profile (only when named)
 #
 # Environment:
 #   OUT              where logs and JSON go (default: $BUILD/gpu_check); at most a handful of
@@ -22,6 +23,11 @@
 #   EXTRA_TESTS      more test programs to run in the test phase (e.g. the C API tests, with
 #                    MMX_TEST_BACKEND=cuda so that they select the CUDA backend)
 #   TARGETS          build only these targets (space-separated; default: everything)
+#   PROFILE          what the profile phase runs under Nsight Compute, which prints every
+#                    kernel's time summed by kernel: bench_cuda sections as SECTION:SKIP:COUNT
+#                    (kernel launches to skip first, then to profile, counted from the start
+#                    of the section; default "steps:150:400", about two batch-1 decode steps
+#                    after the warm-up prefill)
 #   MMX_DEPS_DIR     a folder of .deb files unpacked into a private root (never into /) before
 #                    configuring when a build dependency is missing (default: .deps). On a machine without network,
 #                    fill it beforehand on one with: cd .deps && apt-get download
@@ -182,6 +188,26 @@ if want sanitize; then
              grep -E '^========= (Invalid|Error|Race|Warning|Leaked)' "$OUT/.one.log" | sort | uniq -c | head -10 ;;
         esac
       done
+    done
+  fi
+fi
+
+if want profile; then
+  : >"$OUT/profile.log"
+  exe=$(find "$BUILD/bench" -maxdepth 1 -type f -name bench_cuda -perm -u+x 2>/dev/null | head -1)
+  if [[ -z $exe ]] || ! command -v ncu >/dev/null; then
+    record profile MISSING 0 "bench_cuda not built or ncu not on PATH"
+  else
+    for spec in ${PROFILE:-steps:150:400}; do
+      IFS=: read -r section skip count <<<"$spec"
+      t0=$(now)
+      echo "===== ncu bench_cuda --only $section" >>"$OUT/profile.log"
+      ncu --profile-from-start off --metrics gpu__time_duration.sum --print-summary per-kernel \
+        --launch-skip "${skip:-0}" --launch-count "${count:-400}" \
+        "$exe" --only "$section" --quick >>"$OUT/profile.log" 2>&1
+      rc=$?
+      if ((rc == 0)); then record "profile $section" ok $(($(now) - t0)) "profile.log"
+      else record "profile $section" FAILED $(($(now) - t0)) "rc=$rc"; tail -5 "$OUT/profile.log"; fi
     done
   fi
 fi
