@@ -153,6 +153,9 @@ class CudaBackend final : public Backend {
   int64_t capture_size_ = 0;
   std::unique_lock<std::mutex> capture_lock_;  // CudaAttention::hold_state_releases()
   GraphStats graph_stats_;
+  // Page-locked landing place for small logits copies (logits()).
+  static constexpr size_t kLogitsBounceBytes = size_t(8) << 20;
+  void* logits_host_ = nullptr;
 };
 
 }  // namespace cuda
