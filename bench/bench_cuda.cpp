@@ -167,7 +167,7 @@ struct Bench {
       ws.push_back({"q 6144->8192", &S->q});
       ws.push_back({"k 6144->1024", &S->k});
     }
-    for (int64_t M : {int64_t(1), int64_t(4), int64_t(16), int64_t(64), int64_t(256), int64_t(4096)}) {
+    for (int64_t M : {int64_t(1), int64_t(4), int64_t(8), int64_t(16), int64_t(64), int64_t(256), int64_t(4096)}) {
       for (const auto& [name, w] : ws) {
         const bool main_m = M == 1 || M == 4096;
         if (!main_m && w != &L0.qkv && w != &L0.w2[0]) continue;  // the scaling, on two shapes
@@ -175,16 +175,19 @@ struct Bench {
         Act x = random_act(M, w->cols, 11), out = be->alloc(M, w->rows);
         const double ms = time_gpu(stream(), [&] { be->linear(x, *w, out); }, warm, reps);
         rep.row("linear", name + " M=" + std::to_string(M), ms, linear_bytes(*w, M), linear_flops(*w, M),
-                M <= mmx::cuda::kGemvMaxRows ? "int8 GEMV"
+                M <= be->linear_runner().gemv_max_rows ? "int8 GEMV"
                 : M <= be->linear_runner().mma_max_rows ? "int8 tensor-core" : "dequant + cuBLASLt");
       }
     }
-    // The two larger-M paths side by side, where the switch between them is set.
+    // The paths side by side around the switches between them (GEMV / tensor-core at small M,
+    // tensor-core / dequant + cuBLASLt at large M).
     using Path = mmx::cuda::LinearRunner::Path;
     for (const mmx::WeightRef* w : {&L0.qkv, &L0.w2[0]}) {
       const mmx::cuda::DeviceMatrix& m = be->device_weights().linear(*w);
-      for (int64_t M : {int64_t(64), int64_t(256), int64_t(1024)}) {
-        for (Path path : {Path::Mma, Path::Gemm}) {
+      for (int64_t M : {int64_t(4), int64_t(8), int64_t(16), int64_t(64), int64_t(128), int64_t(256), int64_t(1024)}) {
+        const std::vector<Path> paths = M <= mmx::cuda::kGemvMaxRows ? std::vector<Path>{Path::Gemv, Path::Mma}
+                                                                     : std::vector<Path>{Path::Mma, Path::Gemm};
+        for (Path path : paths) {
           be->begin_step();
           Act x = random_act(M, w->cols, 12), out = be->alloc(M, w->rows);
           const double ms = time_gpu(stream(), [&] {
@@ -193,7 +196,8 @@ struct Bench {
           }, warm, reps);
           rep.row("linear", std::string(w == &L0.qkv ? "qkv" : "expert w2") + " M=" + std::to_string(M),
                   ms, linear_bytes(*w, M), linear_flops(*w, M),
-                  path == Path::Mma ? "forced tensor-core" : "forced dequant + cuBLASLt");
+                  path == Path::Gemv ? "forced GEMV"
+                  : path == Path::Mma ? "forced tensor-core" : "forced dequant + cuBLASLt");
         }
       }
     }

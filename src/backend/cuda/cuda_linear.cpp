@@ -37,7 +37,7 @@ void LinearRunner::run(const __nv_bfloat16* x, int64_t M, const DeviceMatrix& w,
   const int64_t N = w.rows, K = w.cols;
   const bool int8 = w.dtype == DType::I8;
   if (path == Path::Auto) {
-    if (M <= kGemvMaxRows)
+    if (M <= std::min<int64_t>(gemv_max_rows, kGemvMaxRows))
       path = Path::Gemv;
     else if (int8 && M <= mma_max_rows)
       path = Path::Mma;
