@@ -269,7 +269,7 @@ struct Bench {
     auto& tune = be->tuning();
     const auto defaults = tune;
     auto path_name = [&](int64_t T) {
-      return T <= tune.moe_gemv_max_tokens ? "grouped GEMV"
+      return T <= tune.moe_gemv_max_tokens ? "grouped GEMV"  // the bench's weights are int8
              : T <= tune.moe_mma_max_tokens ? "grouped tensor-core" : "per-expert dequant + cuBLASLt";
     };
     auto time_moe = [&](int64_t T, const std::string& note) {
@@ -285,7 +285,17 @@ struct Bench {
     };
     for (int64_t T : {int64_t(1), int64_t(16), int64_t(64), int64_t(256), int64_t(1024), int64_t(4096)})
       time_moe(T, path_name(T));
-    // The two large-batch paths side by side, where the switch between them is set.
+    // The grouped GEMV and the grouped tensor-core kernel side by side at decode batch sizes,
+    // where the first switch is set.
+    for (int64_t T : {int64_t(4), int64_t(8), int64_t(16), int64_t(32), int64_t(64)}) {
+      tune.moe_gemv_max_tokens = 1 << 30;
+      time_moe(T, "forced grouped GEMV");
+      tune.moe_gemv_max_tokens = 0;
+      tune.moe_mma_max_tokens = 1 << 30;
+      time_moe(T, "forced grouped tensor-core");
+      tune = defaults;
+    }
+    // The two large-batch paths side by side, where the second switch is set.
     for (int64_t T : {int64_t(256), int64_t(1024), int64_t(4096)}) {
       tune.moe_gemv_max_tokens = 0;
       tune.moe_mma_max_tokens = 1 << 30;

@@ -309,7 +309,7 @@ TEST(CudaOps, MoeMatchesCpuOnEveryPath) {
     for (const MoePath& path : kMoePaths) {
       if (std::string(path.name) == "mma" && mode.model_dtype != DType::I8) continue;  // int8 only
       cuda->tuning() = defaults;
-      if (path.gemv_max >= 0) cuda->tuning().moe_gemv_max_tokens = path.gemv_max;
+      if (path.gemv_max >= 0) cuda->tuning().moe_gemv_max_tokens = cuda->tuning().moe_bf16_gemv_max_tokens = path.gemv_max;
       if (path.mma_max >= 0) cuda->tuning().moe_mma_max_tokens = path.mma_max;
       for (int64_t T : {1, 2, 3, 16, 33, 64, 65, 200}) {
         for (int layer : {0, 1}) {

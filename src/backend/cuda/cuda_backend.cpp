@@ -201,7 +201,7 @@ bool CudaBackend::graph_eligible(const StepBatch& batch) const {
     if (s.n_tokens != 1) return false;
   const int64_t T = int64_t(batch.seqs.size());
   // The MoE's per-expert GEMM path synchronises with the host; the others do not.
-  const bool moe_async = T <= tuning_.moe_gemv_max_tokens || (int8_ && T <= tuning_.moe_mma_max_tokens);
+  const bool moe_async = T <= moe_gemv_max() || (int8_ && T <= tuning_.moe_mma_max_tokens);
   return T <= tuning_.graph_max_tokens && moe_async;
 }
 

@@ -70,6 +70,9 @@ class CudaBackend final : public Backend {
   // Where the kernels switch, by tokens in the op. MoE: up to moe_gemv_max_tokens the grouped
   // GEMV, then (int8 weights) up to moe_mma_max_tokens the grouped tensor-core kernel, both
   // without host synchronisation; above, per-expert GEMMs (one synchronisation per layer).
+  // With bf16 weights, which have no grouped tensor-core kernel, the grouped GEMV runs up to
+  // moe_bf16_gemv_max_tokens. Measured on the H100 (int8, real shapes): the GEMV is 23% faster
+  // at 32 tokens, the tensor-core kernel 8% faster at 64.
   // Linear layers: see LinearRunner. Adjustable for benchmarks and tests.
   // decode_graphs: decode steps (every sequence one token) of up to graph_max_tokens tokens
   // are captured into a CUDA graph and launched as one, after one step of that size ran
@@ -78,10 +81,11 @@ class CudaBackend final : public Backend {
   // size is updated in place (cudaGraphExecUpdate); only a change of shape instantiates
   // another. Off by default: on the H100 it saved nothing on MiniMax-Text-01's shapes (the
   // host queues a step op by op in a fifth of its device time, so the device never waits;
-  // capturing first delays the start: -3% at batch 1) and helped only a small model at
-  // batch 1 (+20%; -14% at batch 16). bench_cuda measures both ways.
+  // capturing first delays the start: -1% to -3% at batch 1) and helped only a small model
+  // at batch 1 (+14% to +46%; -15% at batch 16). bench_cuda measures both ways.
   struct Tuning {
-    int64_t moe_gemv_max_tokens = 64;
+    int64_t moe_gemv_max_tokens = 32;
+    int64_t moe_bf16_gemv_max_tokens = 64;
     int64_t moe_mma_max_tokens = 2048;
     bool decode_graphs = false;
     int64_t graph_max_tokens = 256;
@@ -112,6 +116,10 @@ class CudaBackend final : public Backend {
   // Ends a capture an exception interrupted, dropping what it recorded.
   void abort_capture();
   bool graph_eligible(const StepBatch& batch) const;
+  // The largest MoE step the grouped GEMV takes with this backend's weights (Tuning).
+  int64_t moe_gemv_max() const {
+    return int8_ ? tuning_.moe_gemv_max_tokens : tuning_.moe_bf16_gemv_max_tokens;
+  }
   void moe_grouped_gemv(const MoeDeviceLayer& L, const __nv_bfloat16* x, int64_t T,
                         const int32_t* offsets, const int32_t* sorted_token,
                         const int32_t* active, const int32_t* active_count,

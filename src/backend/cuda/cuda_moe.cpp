@@ -60,7 +60,7 @@ void CudaBackend::moe(const LayerWeights& lw, Act x, Act out) {
   moe_permute(topk_idx, n, k, E, offsets, sorted_token, slot, active, active_count, stream_);
 
   const bool kernels_ok = H % 16 == 0 && F % 16 == 0;  // 16-byte weight rows
-  if (kernels_ok && T <= tuning_.moe_gemv_max_tokens)
+  if (kernels_ok && T <= moe_gemv_max())
     moe_grouped_gemv(L, xp, T, offsets, sorted_token, active, active_count, ys);
   else if (kernels_ok && int8_ && T <= tuning_.moe_mma_max_tokens)
     moe_grouped_mma(L, xp, T, offsets, sorted_token, ys);
