@@ -14,6 +14,21 @@ constexpr int kRouterThreads = 256;
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 
+// acc[i] = partial dot product of expert row w with token t0+i's x over h = h0, h0+stride, ...
+template <typename X>
+__device__ __forceinline__ void router_partial(const X* x, const float* w, int64_t H, int64_t t0,
+                                               int nt, int64_t h0, int64_t stride,
+                                               float (&acc)[kRouterTokens]) {
+#pragma unroll
+  for (int i = 0; i < kRouterTokens; ++i) acc[i] = 0.0f;
+  for (int64_t h = h0; h < H; h += stride) {
+    const float wv = w[h];
+#pragma unroll
+    for (int i = 0; i < kRouterTokens; ++i)
+      if (i < nt) acc[i] = fmaf(wv, to_f32(x[(t0 + i) * H + h]), acc[i]);
+  }
+}
+
 template <typename X>
 __global__ void __launch_bounds__(kRouterThreads)
     router_kernel(const X* x, const float* wg, int64_t T, int64_t H, int64_t E,
@@ -23,16 +38,8 @@ __global__ void __launch_bounds__(kRouterThreads)
   const int64_t t0 = int64_t(blockIdx.x) * kRouterTokens;
   const int nt = int(T - t0 < kRouterTokens ? T - t0 : kRouterTokens);
   for (int64_t e = warp; e < E; e += nwarps) {
-    const float* w = wg + e * H;
     float acc[kRouterTokens];
-#pragma unroll
-    for (int i = 0; i < kRouterTokens; ++i) acc[i] = 0.0f;
-    for (int64_t h = lane; h < H; h += kWarp) {
-      const float wv = w[h];
-#pragma unroll
-      for (int i = 0; i < kRouterTokens; ++i)
-        if (i < nt) acc[i] = fmaf(wv, to_f32(x[(t0 + i) * H + h]), acc[i]);
-    }
+    router_partial(x, wg + e * H, H, t0, nt, lane, kWarp, acc);
 #pragma unroll
     for (int i = 0; i < kRouterTokens; ++i) {
       const float s = warp_sum(acc[i]);
@@ -54,16 +61,8 @@ __global__ void __launch_bounds__(kRouterThreads)
   const int64_t e = blockIdx.y;
   const int64_t t0 = int64_t(blockIdx.x) * kRouterTokens;
   const int nt = int(T - t0 < kRouterTokens ? T - t0 : kRouterTokens);
-  const float* w = wg + e * H;
   float acc[kRouterTokens];
-#pragma unroll
-  for (int i = 0; i < kRouterTokens; ++i) acc[i] = 0.0f;
-  for (int64_t h = threadIdx.x; h < H; h += kRouterThreads) {
-    const float wv = w[h];
-#pragma unroll
-    for (int i = 0; i < kRouterTokens; ++i)
-      if (i < nt) acc[i] = fmaf(wv, to_f32(x[(t0 + i) * H + h]), acc[i]);
-  }
+  router_partial(x, wg + e * H, H, t0, nt, threadIdx.x, kRouterThreads, acc);
 #pragma unroll
   for (int i = 0; i < kRouterTokens; ++i) {
     const float s = warp_sum(acc[i]);
