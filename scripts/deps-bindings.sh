@@ -15,19 +15,5 @@ command -v go >/dev/null || missing+=(golang-go)
 command -v mcs >/dev/null && command -v mono >/dev/null || missing+=(mono-devel)
 if ((${#missing[@]} == 0)); then exit 0; fi
 
-if ! command -v apt-get >/dev/null; then
-  echo "deps-bindings.sh: not a Debian-based system; install the equivalents of: ${missing[*]}" >&2
-  exit 1
-fi
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null; then
-  as_root=(sudo)
-else
-  echo "deps-bindings.sh: missing ${missing[*]}; run as root or install sudo" >&2
-  exit 1
-fi
-echo "deps-bindings.sh: installing ${missing[*]}"
-"${as_root[@]}" apt-get update
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y --no-install-recommends "${missing[@]}"
+source "$(dirname "$0")/apt_install.sh"
+apt_install deps-bindings.sh "${missing[@]}"

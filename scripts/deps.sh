@@ -16,15 +16,5 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]} == 0)); then exit 0; fi
 
-if [[ $(id -u) -eq 0 ]]; then
-  as_root=()
-elif command -v sudo >/dev/null; then
-  as_root=(sudo)
-else
-  echo "deps.sh: missing ${missing[*]}; run as root or install sudo" >&2
-  exit 1
-fi
-echo "deps.sh: installing ${missing[*]}"
-"${as_root[@]}" apt-get update
-"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
-  apt-get install -y --no-install-recommends "${missing[@]}"
+source "$(dirname "$0")/apt_install.sh"
+apt_install deps.sh "${missing[@]}"

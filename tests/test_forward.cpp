@@ -12,8 +12,11 @@
 #include "backend/backend.h"
 #include "model/forward.h"
 #include "model/random_model.h"
+#include "test_util.h"
 
 namespace {
+
+using mmx_test::max_position_rel_error;
 
 // "The same logits" up to fp32 rounding, relative to each position's max |logit|. The widest
 // gap measured is the one-token recurrence against 256-token blocks over 1100 tokens (~5e-6):
@@ -55,22 +58,6 @@ std::vector<float> run_in_chunks(const mmx::Model& model, mmx::Backend& be, cons
     all.insert(all.end(), logits.begin(), logits.end());
   }
   return all;
-}
-
-// Largest per-position error relative to that position's max |logit|.
-double max_position_rel_error(const std::vector<float>& got, const std::vector<float>& want, int64_t vocab) {
-  EXPECT_EQ(got.size(), want.size());
-  double worst = 0;
-  for (size_t p = 0; p * sz(vocab) < std::min(got.size(), want.size()); ++p) {
-    double diff = 0, ref = 1e-30;
-    for (size_t v = p * sz(vocab); v < (p + 1) * sz(vocab); ++v) {
-      if (!std::isfinite(got[v])) return INFINITY;
-      diff = std::max(diff, double(std::fabs(got[v] - want[v])));
-      ref = std::max(ref, double(std::fabs(want[v])));
-    }
-    worst = std::max(worst, diff / ref);
-  }
-  return worst;
 }
 
 TEST(Forward, TokenByTokenDecodeMatchesFullRecompute) {

@@ -20,8 +20,11 @@
 #include "core/error.h"
 #include "model/forward.h"
 #include "model/random_model.h"
+#include "test_util.h"
 
 namespace {
+
+using mmx_test::max_position_rel_error;
 
 using mmx::Shard;
 using mmx::ShardPlan;
@@ -80,22 +83,6 @@ std::vector<float> run_plan(const mmx::Model& model, mmx::Backend& be) {
     all.insert(all.end(), logits.begin(), logits.end());
   }
   return all;
-}
-
-// Largest per-position error relative to that position's max |logit|.
-double max_position_rel_error(const std::vector<float>& got, const std::vector<float>& want, int64_t vocab) {
-  if (got.size() != want.size() || got.empty()) return INFINITY;
-  double worst = 0;
-  for (size_t p = 0; p * sz(vocab) < want.size(); ++p) {
-    double diff = 0, ref = 1e-30;
-    for (size_t v = p * sz(vocab); v < (p + 1) * sz(vocab); ++v) {
-      if (!std::isfinite(got[v])) return INFINITY;
-      diff = std::max(diff, double(std::fabs(got[v] - want[v])));
-      ref = std::max(ref, double(std::fabs(want[v])));
-    }
-    worst = std::max(worst, diff / ref);
-  }
-  return worst;
 }
 
 // Runs fn(rank, backend) on one thread per rank, each backend prepared as that rank. A rank

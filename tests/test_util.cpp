@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -53,6 +54,22 @@ double max_rel_error(const float* a, const float* b, size_t n) {
     if (std::fabs(double(b[i])) > maxref) maxref = std::fabs(double(b[i]));
   }
   return maxdiff / maxref;
+}
+
+double max_position_rel_error(const std::vector<float>& got, const std::vector<float>& want, int64_t vocab) {
+  if (got.size() != want.size() || got.empty() || vocab <= 0) return INFINITY;
+  const size_t V = static_cast<size_t>(vocab);
+  double worst = 0;
+  for (size_t p = 0; p * V < want.size(); ++p) {
+    double diff = 0, ref = 1e-30;
+    for (size_t v = p * V; v < (p + 1) * V && v < want.size(); ++v) {
+      if (!std::isfinite(got[v])) return INFINITY;
+      diff = std::max(diff, double(std::fabs(got[v] - want[v])));
+      ref = std::max(ref, double(std::fabs(want[v])));
+    }
+    worst = std::max(worst, diff / ref);
+  }
+  return worst;
 }
 
 }  // namespace mmx_test

@@ -28,4 +28,8 @@ class TempDir {
 // max_i |a_i - b_i| / max(max_i |b_i|, tiny): the relative error used by the golden tests.
 double max_rel_error(const float* a, const float* b, size_t n);
 
+// Logits rows of `vocab` values: the largest per-row error relative to that row's max |want|
+// (infinite for sizes that differ, no rows, or a non-finite value in `got`).
+double max_position_rel_error(const std::vector<float>& got, const std::vector<float>& want, int64_t vocab);
+
 }  // namespace mmx_test
