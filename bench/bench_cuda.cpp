@@ -549,7 +549,11 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--only" && i + 1 < argc) o->only = argv[++i];
     else return false;
   }
-  return o->layers >= 1 && o->long_prompt >= 1;
+  static const char* const kSections[] = {"", "linear", "peer", "moe", "lm_head", "steps", "small", "long"};
+  bool known = false;
+  for (const char* name : kSections) known = known || o->only == name;
+  if (!known) std::fprintf(stderr, "bench_cuda: --only %s is not a section\n", o->only.c_str());
+  return known && o->layers >= 1 && o->long_prompt >= 1;
 }
 
 }  // namespace
